@@ -1,0 +1,33 @@
+"""Option decorators shared by several subcommands, and the error boundary of the CLI."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from deid.errors import DeidError
+
+
+def library_errors_to_click(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn the package's own exceptions into a one-line CLI error with exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except DeidError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper
+
+
+def seed_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Seed of every random choice; same seed, same output.")(func)
+
+
+def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--quiet", is_flag=True, help="No progress bars; errors only.")(func)
