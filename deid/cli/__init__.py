@@ -12,6 +12,8 @@ from deid import __version__
 # command name -> "module:attribute" of its click.Command
 SUBCOMMANDS: dict[str, str] = {
     "synth": "deid.cli.synth:synth",
+    "train": "deid.cli.train:train",
+    "evaluate": "deid.cli.evaluate:evaluate",
 }
 
 
