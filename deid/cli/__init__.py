@@ -14,6 +14,8 @@ SUBCOMMANDS: dict[str, str] = {
     "synth": "deid.cli.synth:synth",
     "train": "deid.cli.train:train",
     "evaluate": "deid.cli.evaluate:evaluate",
+    "score": "deid.cli.score:score",
+    "demo": "deid.cli.demo:demo",
 }
 
 

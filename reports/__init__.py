@@ -1,0 +1,1 @@
+"""Jinja2 templates of the HTML reports (``reports/templates``), shipped as package data."""
