@@ -23,9 +23,16 @@ def _codes(groups: Sequence | np.ndarray | None, n: int) -> np.ndarray:
     """Integer code per record; records sharing a code never count as each other's links."""
     if groups is None:
         return np.arange(n, dtype=np.int64)
-    arr = np.asarray(groups)
+    arr = np.asarray(groups, dtype=object)
     if arr.shape != (n,):
         raise InputError(f"expected one pseudonym per image ({n}), got shape {arr.shape}.")
+    missing = [i for i, g in enumerate(arr) if g is None]
+    if missing:
+        raise InputError(
+            f"{len(missing)} images (first: #{missing[0]}) have no pseudonym; give every image "
+            "one, or pass pseudonyms=None to score the release as carrying no IDs."
+        )
+    arr = arr.astype(str)
     return np.unique(arr, return_inverse=True)[1].astype(np.int64).reshape(n)
 
 
@@ -47,13 +54,14 @@ def topk_neighbours(
     chunk: int = 4096,
     *,
     groups: Sequence | np.ndarray | None = None,
+    device: str | torch.device = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine top-k neighbours of every row, computed block by block.
 
     Each pair of row blocks is multiplied once (the similarity is symmetric) and folded into
     every row's running top-k, so memory is O(chunk^2 + N k) and time O(N^2 D). Rows sharing a
     ``groups`` value are never neighbours; with ``groups=None`` only the row itself is
-    excluded. Work runs in float32 with torch's current thread count.
+    excluded. Work runs in float32 on ``device`` (on CPU with torch's current thread count).
 
     Parameters
     ----------
@@ -65,6 +73,8 @@ def topk_neighbours(
         Rows per block (a block holds chunk^2 float32 similarities).
     groups : Sequence | np.ndarray | None
         (N,) label per row (e.g. the released pseudonym).
+    device : str | torch.device
+        Where the blocks are computed, e.g. ``"cuda"``.
 
     Returns
     -------
@@ -87,11 +97,11 @@ def topk_neighbours(
     codes = _codes(groups, n)
     # Sorting by group puts same-group pairs in few blocks, so most blocks need no mask.
     order = np.argsort(codes, kind="stable")
-    codes_t = torch.from_numpy(codes[order])
-    xs = torch.from_numpy(x[order])
+    codes_t = torch.from_numpy(codes[order]).to(device)
+    xs = torch.from_numpy(x[order]).to(device)
     xs = xs / xs.norm(dim=1, keepdim=True).clamp(min=1e-12)
-    best_v = torch.full((n, k), -torch.inf)
-    best_i = torch.full((n, k), -1, dtype=torch.int64)
+    best_v = torch.full((n, k), -torch.inf, device=device)
+    best_i = torch.full((n, k), -1, dtype=torch.int64, device=device)
     for a in range(0, n, chunk):
         ae = min(a + chunk, n)
         for b in range(a, n, chunk):
@@ -102,12 +112,11 @@ def topk_neighbours(
             _merge(best_v[a:ae], best_i[a:ae], sims, b, k)
             if b != a:
                 _merge(best_v[b:be], best_i[b:be], sims.T, a, k)
-    invalid = torch.isinf(best_v)
-    best_i = torch.where(invalid, -1, torch.from_numpy(order)[best_i.clamp(min=0)])
+    best_v, best_i = best_v.cpu().numpy(), best_i.cpu().numpy()
     idx = np.empty((n, k), dtype=np.int64)
     sims_out = np.empty((n, k), dtype=np.float32)
-    idx[order] = best_i.numpy()
-    sims_out[order] = best_v.numpy()
+    idx[order] = np.where(np.isinf(best_v), -1, order[np.maximum(best_i, 0)])
+    sims_out[order] = best_v
     return idx, sims_out
 
 
@@ -128,6 +137,7 @@ def linkage_risk(
     k: int = 10,
     chunk: int = 4096,
     link_probability: float = 0.5,
+    device: str | torch.device = "cpu",
 ) -> dict:
     """Per-image linkage risk and release-level summary.
 
@@ -156,6 +166,8 @@ def linkage_risk(
         Block size of the search (see :func:`topk_neighbours`).
     link_probability : float
         P(same patient) above which a link joins two images in the patient estimate.
+    device : str | torch.device
+        Where the neighbour search runs.
 
     Returns
     -------
@@ -180,7 +192,9 @@ def linkage_risk(
     if n == 0:
         raise InputError("the release holds no images to score.")
     codes = _codes(pseudonyms, n)
-    idx, sims = topk_neighbours(emb, k, chunk, groups=None if pseudonyms is None else codes)
+    idx, sims = topk_neighbours(
+        emb, k, chunk, groups=None if pseudonyms is None else codes, device=device
+    )
     valid = idx >= 0
     probs = np.where(valid, calibrator.predict(np.where(valid, sims, 0.0)), -1.0)
     best = probs.argmax(axis=1)  # the top similarity, unless the calibrator is not monotone
@@ -189,8 +203,10 @@ def linkage_risk(
     link = idx[rows, best]
     strong = valid & (probs > link_probability)
     a, b = np.repeat(rows, k)[strong.ravel()], idx[strong]
-    pair_codes = np.unique(np.sort(np.stack([codes[a], codes[b]], axis=1), axis=1), axis=0)
-    if pseudonyms is not None:  # the release claims: one pseudonym, one patient
+    linked_pairs = None
+    if pseudonyms is not None:
+        linked_pairs = len(np.unique(np.sort(np.c_[codes[a], codes[b]], axis=1), axis=0))
+        # The release's own claim: images under one pseudonym are one patient.
         first = np.unique(codes, return_index=True)[1]
         a, b = np.r_[a, rows], np.r_[b, first[codes]]
     cluster = _components(n, a, b)
@@ -204,7 +220,7 @@ def linkage_risk(
         "average_risk": float(risk.mean()),
         "estimated_patients": int(cluster.max()) + 1,
         "claimed_patients": None if pseudonyms is None else int(codes.max()) + 1,
-        "linked_pseudonym_pairs": None if pseudonyms is None else len(pair_codes),
+        "linked_pseudonym_pairs": linked_pairs,
         "k": k,
         "link_probability": float(link_probability),
         "estimator": "connected components of top-k links above link_probability",

@@ -41,14 +41,17 @@ class FactorGenerator(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, m: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
-        """``m``: (B, in_dim) -> {target: (A (B, depth, r, Din), B (B, depth, Dout, r))}."""
-        h = self.mlp(self.inp(m).unsqueeze(1) + self.block_embed)  # (B, depth, hidden)
+        """``m``: (B, in_dim) -> {target: (A (depth, B, r, Din), B (depth, B, Dout, r))}.
+
+        Block-major, so each block's factors are one contiguous slice.
+        """
+        h = self.mlp(self.inp(m).unsqueeze(0) + self.block_embed.unsqueeze(1))  # (depth, B, hidden)
         batch = m.shape[0]
         out: dict[str, tuple[Tensor, Tensor]] = {}
         for name, (d_in, d_out) in self.shapes.items():
             # 1/sqrt(Din) keeps x @ A^T at the scale of x whatever the width
-            a = self.to_a[name](h).view(batch, self.depth, self.rank, d_in) / math.sqrt(d_in)
-            b = self.to_b[name](h).view(batch, self.depth, d_out, self.rank)
+            a = self.to_a[name](h).view(self.depth, batch, self.rank, d_in) / math.sqrt(d_in)
+            b = self.to_b[name](h).view(self.depth, batch, d_out, self.rank)
             out[name] = (a, b)
         return out
 
@@ -59,7 +62,8 @@ class ComPAOutput:
 
     modality_probs: Tensor  # (B, L) weights over the modality bases
     modality_feature: Tensor  # (B, D) continuous modality feature M
-    factors: dict[str, tuple[Tensor, Tensor]]  # target -> (A (B, depth, r, Din), B (B, depth, Dout, r))
+    # target -> (A (depth, B, r, Din), B (depth, B, Dout, r))
+    factors: dict[str, tuple[Tensor, Tensor]]
 
 
 class ComPA(nn.Module):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
@@ -349,21 +349,31 @@ class ReidDataset(Dataset[ReidSample]):
     def preload(self, num_workers: int = 0) -> None:
         """Read and preprocess every item once and keep it in memory (as float16).
 
-        Rendering and decoding run in ``num_workers`` DataLoader workers.
+        Rendering and decoding run in ``num_workers`` DataLoader workers. Items of deterministic
+        sources (phantoms) are also kept in a bounded per-process cache, so training and then
+        evaluating in one process, or several runs in one test session, render them once.
         """
         if self._cache is not None:
             return
+        cache: list[torch.Tensor | None] = [None] * len(self)
+        keys = [_cache_key(self.source, e, self.preprocess_cfg) for e in self.entries]
+        for i, key in enumerate(keys):
+            if key is not None and key in _PROCESS_CACHE:
+                cache[i], findings = _PROCESS_CACHE[key]
+                self.entries[i].findings.update(findings)
+        missing = [i for i, x in enumerate(cache) if x is None]
         loader = DataLoader(
-            _Preprocessed(self),
+            _Preprocessed(self, missing),
             batch_size=None,
             num_workers=num_workers,
             collate_fn=_identity,
         )
-        cache: list[torch.Tensor] = []
-        for tensor, findings in loader:
-            self.entries[len(cache)].findings.update(findings)
-            cache.append(tensor.to(torch.float16))
-        self._cache = cache
+        for i, (tensor, findings) in zip(missing, loader, strict=True):
+            self.entries[i].findings.update(findings)
+            cache[i] = tensor.to(torch.float16)
+            if keys[i] is not None:
+                _remember(keys[i], cache[i], findings)
+        self._cache = cache  # type: ignore[assignment]
 
     def set_slice_seed(self, seed: int | None) -> None:
         """In "slice" mode, pick a random slice from the middle half of each volume, drawn from
@@ -372,17 +382,41 @@ class ReidDataset(Dataset[ReidSample]):
 
 
 class _Preprocessed(Dataset):
-    """Item ``i`` -> (preprocessed tensor, findings) for :meth:`ReidDataset.preload`."""
+    """Position ``j`` -> (preprocessed tensor, findings) of item ``indices[j]``, for
+    :meth:`ReidDataset.preload`."""
 
-    def __init__(self, dataset: ReidDataset) -> None:
+    def __init__(self, dataset: ReidDataset, indices: list[int]) -> None:
         self.dataset = dataset
+        self.indices = indices
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.indices)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, bool]]:
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, dict[str, bool]]:
+        index = self.indices[position]
         x = self.dataset.preprocessed(index)
         return x, dict(self.dataset.entries[index].findings)
+
+
+# deterministic source items already preprocessed in this process: key -> (float16, findings)
+_PROCESS_CACHE: dict[Hashable, tuple[torch.Tensor, dict[str, bool]]] = {}
+_PROCESS_CACHE_BYTES = 512 * 2**20
+
+
+def _cache_key(source: ImageSource, entry: ImageEntry, preprocess_cfg: object) -> Hashable | None:
+    if not isinstance(source, PhantomSource):  # files may change between runs
+        return None
+    return ("phantom", source.seed, entry.key, preprocess_cfg)
+
+
+def _remember(key: Hashable, tensor: torch.Tensor, findings: dict[str, bool]) -> None:
+    used = sum(x.numel() * x.element_size() for x, _ in _PROCESS_CACHE.values())
+    while _PROCESS_CACHE and used + tensor.numel() * tensor.element_size() > _PROCESS_CACHE_BYTES:
+        oldest = next(iter(_PROCESS_CACHE))  # first in, first out
+        x, _ = _PROCESS_CACHE.pop(oldest)
+        used -= x.numel() * x.element_size()
+    if tensor.numel() * tensor.element_size() <= _PROCESS_CACHE_BYTES:
+        _PROCESS_CACHE[key] = (tensor, dict(findings))
 
 
 def _identity(x: object) -> object:

@@ -32,6 +32,21 @@ def query_mask(entries: Sequence[ImageEntry]) -> np.ndarray:
     return mask
 
 
+def check_protocol(entries: Sequence[ImageEntry], split: str) -> None:
+    """Raise :class:`InputError` unless every dataset of ``entries`` has a query with a match
+    and at least two patients (verification needs same- and different-patient pairs)."""
+    is_query = query_mask(entries)
+    for dataset in sorted({e.dataset for e in entries}):
+        rows = [i for i, e in enumerate(entries) if e.dataset == dataset]
+        patients = {entries[i].patient for i in rows}
+        if len(patients) < 2 or not is_query[rows].any():
+            raise InputError(
+                f"the {split!r} split of {dataset} has {len(patients)} patient(s) and "
+                f"{int(is_query[rows].sum())} with several visits; evaluation needs at least 2 "
+                "patients, some with 2 or more visits: generate more patients or visits"
+            )
+
+
 @torch.no_grad()
 def embed(
     model: nn.Module,
@@ -163,15 +178,12 @@ def evaluate_checkpoint(
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg, _ = load_checkpoint(checkpoint, device=dev)
     source = open_source(data)
-    dataset = ReidDataset(source, split_entries(source, split), cfg.preprocess)
+    entries = split_entries(source, split)
+    check_protocol(entries, split)
+    dataset = ReidDataset(source, entries, cfg.preprocess)
     dataset.preload(num_workers)
     emb = embed(model, dataset, dev, batch_size)
     pids, is_query, groups = _protocol(dataset)
-    if not (~is_query).any():
-        raise InputError(
-            f"the {split!r} split has one visit per patient, so there is no gallery; "
-            "evaluation needs at least 2 visits per patient"
-        )
     rng = np.random.default_rng(seed)
     results = _retrieval(emb, pids, is_query, groups, n_boot=n_boot, rng=rng)
     return {

@@ -2,8 +2,8 @@
 
 Protocol: each query image is searched in a gallery that holds the other visits; a query whose
 patient has no gallery image cannot be ranked and is excluded from CMC and mAP (and counted).
-Ranking ties are broken by gallery index (stable sort), so a tie never favours the true match
-by accident of order. Intervals resample query *patients* with replacement.
+Equal distances are ranked by gallery index (stable sort), so results are deterministic.
+Intervals resample query *patients* with replacement.
 """
 
 from __future__ import annotations
@@ -31,7 +31,9 @@ def _ranked_hits(
     return first, ap
 
 
-def _check_pids(q_pids: Sequence, g_pids: Sequence, shape: tuple[int, int]) -> tuple:
+def _check_pids(
+    q_pids: Sequence, g_pids: Sequence, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     q, g = np.asarray(q_pids), np.asarray(g_pids)
     if q.shape != (shape[0],) or g.shape != (shape[1],):
         raise InputError(
@@ -40,7 +42,9 @@ def _check_pids(q_pids: Sequence, g_pids: Sequence, shape: tuple[int, int]) -> t
     return q, g
 
 
-def _summarise(first: np.ndarray, ap: np.ndarray, max_rank: int) -> tuple:
+def _summarise(
+    first: np.ndarray, ap: np.ndarray, max_rank: int
+) -> tuple[np.ndarray, float, np.ndarray]:
     valid = first >= 0
     if not valid.any():
         raise InputError(
@@ -78,9 +82,11 @@ def cmc_map(
     Raises
     ------
     InputError
-        If shapes disagree or no query has a match.
+        If shapes disagree, ``max_rank < 1`` or no query has a match.
     """
     distmat = np.asarray(distmat)
+    if max_rank < 1:
+        raise InputError(f"max_rank must be >= 1, got {max_rank}.")
     if distmat.ndim != 2:
         raise InputError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}.")
     q, g = _check_pids(q_pids, g_pids, distmat.shape)
@@ -363,6 +369,56 @@ def _evaluate_set(
     return out
 
 
+def _unit_rows(emb: np.ndarray) -> np.ndarray:
+    emb = np.asarray(emb, dtype=np.float32)
+    return emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+
+
+def verification_pairs(
+    emb: np.ndarray,
+    pids: Sequence,
+    is_query: np.ndarray,
+    *,
+    max_negatives: int = 200_000,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity and same-patient label of query-gallery pairs, e.g. to fit a Calibrator.
+
+    Same pairs as :func:`evaluate_retrieval` uses: every query against every gallery image, all
+    same-patient pairs, different-patient pairs subsampled beyond ``max_negatives``.
+
+    Returns
+    -------
+    scores, same : np.ndarray
+        (P,) float32 similarities and (P,) bool labels.
+
+    Raises
+    ------
+    InputError
+        If shapes disagree or there is no query or no gallery image.
+    """
+    emb, pids, is_query = _check_sets(emb, pids, is_query)
+    if not is_query.any() or is_query.all():
+        raise InputError("need at least one query and one gallery image to form pairs.")
+    rng = np.random.default_rng(0) if rng is None else rng
+    out = _scan(emb[is_query], emb[~is_query], pids[is_query], pids[~is_query], max_negatives, rng)
+    return out[2], out[3]
+
+
+def _check_sets(
+    emb: np.ndarray, pids: Sequence, is_query: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    emb = np.asarray(emb)
+    pids = np.asarray(pids)
+    is_query = np.asarray(is_query, dtype=bool)
+    if emb.ndim != 2 or pids.shape != (len(emb),) or is_query.shape != (len(emb),):
+        raise InputError(
+            f"emb must be (N, E) with N labels and N query flags; got {emb.shape}, "
+            f"{pids.shape}, {is_query.shape}."
+        )
+    return _unit_rows(emb), pids, is_query
+
+
 def evaluate_retrieval(
     emb: np.ndarray,
     pids: Sequence,
@@ -414,15 +470,7 @@ def evaluate_retrieval(
     InputError
         If shapes disagree, or a set has no query, no gallery or no matching pair.
     """
-    emb = np.asarray(emb, dtype=np.float32)
-    pids = np.asarray(pids)
-    is_query = np.asarray(is_query, dtype=bool)
-    if emb.ndim != 2 or pids.shape != (len(emb),) or is_query.shape != (len(emb),):
-        raise InputError(
-            f"emb must be (N, E) with N labels and N query flags; got {emb.shape}, "
-            f"{pids.shape}, {is_query.shape}."
-        )
-    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    emb, pids, is_query = _check_sets(emb, pids, is_query)
     rng = np.random.default_rng(0) if rng is None else rng
     sets = {"overall": np.ones(len(emb), dtype=bool)}
     group_arr = None if groups is None else np.asarray(groups).astype(str)

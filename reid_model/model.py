@@ -108,7 +108,7 @@ class MaMI(nn.Module):
             for i, layers in enumerate(self._lora):
                 for name, layer in layers.items():
                     a, b = compa.factors[name]
-                    layer.factors = (a[:, i], b[:, i])
+                    layer.factors = (a[i], b[i])
         try:
             tokens = vit.blocks(tokens)
         finally:  # never leave one batch's deltas installed for the next call

@@ -35,6 +35,7 @@ from torch.utils.data import BatchSampler, DataLoader
 from deid.errors import CheckpointError, InputError, OutputError
 from deid.io.atomic import atomic_write_text
 from reid_model.data import ReidDataset, augment, open_source, split_entries
+from reid_model.evaluate import check_protocol
 
 TRAIN_STATE = "train_state.pt"
 # datasets up to this many images are preprocessed once and kept in memory
@@ -125,6 +126,7 @@ def train_reid(options: TrainOptions) -> Path:
         )
         _check_trainable(train_set, train_cfg.batch_p, train_cfg.batch_k)
         val_set = ReidDataset(source, split_entries(source, "val"), model_cfg.preprocess)
+        check_protocol(val_set.entries, "val")
         if len(train_set) <= CACHE_LIMIT:
             train_set.preload(options.num_workers)
         if ddp.main and len(val_set) <= CACHE_LIMIT:

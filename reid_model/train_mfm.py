@@ -480,8 +480,8 @@ def _train_epoch(
             x = augment(x, augment_gen)
         logits = _logits(model, x)
         loss = masked_bce(logits[:, :n_findings], targets[batch].to(device), mask[batch].to(device))
-        if logits.shape[1] > n_findings:  # the MFM's modality head
-            y = modality[batch].to(device)
+        y = modality[batch].to(device)
+        if logits.shape[1] > n_findings and bool((y >= 0).any()):  # the MFM's modality head
             loss = loss + nn.functional.cross_entropy(logits[:, n_findings:], y, ignore_index=-1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

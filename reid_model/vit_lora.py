@@ -43,15 +43,18 @@ class PerSampleLoRALinear(nn.Linear):
         return new
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.linear(x, self.weight, self.bias)
         if self.factors is None:
-            return out
+            return F.linear(x, self.weight, self.bias)
         a, b = self.factors  # a: (B, r, Din), b: (B, Dout, r)
         if x.dim() != 3 or a.shape[0] != x.shape[0]:
             raise ValueError(f"LoRA factors for batch {a.shape[0]} cannot apply to input of shape "
                              f"{tuple(x.shape)}; expected (B, T, {self.in_features}).")
+        if torch.is_autocast_enabled(x.device.type):  # cast x once for both products
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        out = F.linear(x, self.weight, self.bias)
         low = torch.bmm(x, a.transpose(1, 2).to(x.dtype))  # (B, T, r)
-        return out + torch.bmm(low, b.transpose(1, 2).to(x.dtype))
+        # in place: no copy of the (B, T, Dout) output (linear's backward does not need it)
+        return out.baddbmm_(low, b.transpose(1, 2).to(out.dtype))
 
 
 def create_backbone(cfg: BackboneConfig) -> VisionTransformer:

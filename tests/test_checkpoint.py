@@ -61,7 +61,9 @@ def test_strict_load_names_missing_and_unexpected_keys(tmp_path, cfg):
     del state["neck.weight"]
     state["extra_layer.weight"] = torch.zeros(2)
     save_file(state, str(weights))
-    with pytest.raises(CheckpointError, match=r"missing keys \['neck.weight'\].*extra_layer.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \['neck.weight'\].*extra_layer.weight"
+    ):
         load_checkpoint(tmp_path / "ckpt")
     model, _, meta = load_checkpoint(tmp_path / "ckpt", strict=False)
     assert meta["missing_keys"] == ["neck.weight"]

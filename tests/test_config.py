@@ -54,8 +54,10 @@ def test_invalid_values_are_rejected_with_the_field_named():
     with pytest.raises(InputError, match="low_pct"):
         PreprocessConfig(low_pct=99.0, high_pct=1.0)
     with pytest.raises(InputError, match="img_size"):
-        ModelConfig(backbone=BackboneConfig(img_size=32, patch_size=8, embed_dim=32, num_heads=2),
-                    preprocess=PreprocessConfig(img_size=64))
+        ModelConfig(
+            backbone=BackboneConfig(img_size=32, patch_size=8, embed_dim=32, num_heads=2),
+            preprocess=PreprocessConfig(img_size=64),
+        )
 
 
 def test_configs_are_frozen():

@@ -172,7 +172,9 @@ def test_augment_is_seeded_and_keeps_shape() -> None:
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
     assert not torch.allclose(a, x)
-    identity = AugmentConfig(min_area=1.0, max_shift=0, max_rotation_deg=0, brightness=0, contrast=0)
+    identity = AugmentConfig(
+        min_area=1.0, max_shift=0, max_rotation_deg=0, brightness=0, contrast=0
+    )
     torch.testing.assert_close(augment(x, torch.Generator(), identity), x, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         augment(x[0], torch.Generator())

@@ -74,9 +74,9 @@ def test_embed_batches_items_of_equal_shape_and_keeps_order() -> None:
     emb = embed(model, ListDataset(tensors), batch_size=2)
     assert emb.shape == (5, 3) and model.training
     for row, x in zip(emb, tensors, strict=True):
-        expected = torch.nn.functional.normalize(
-            MeanModel()(x[None])["embedding"], dim=1
-        )[0].numpy()
+        expected = torch.nn.functional.normalize(MeanModel()(x[None])["embedding"], dim=1)[
+            0
+        ].numpy()
         np.testing.assert_allclose(row, expected, atol=1e-6)
 
 

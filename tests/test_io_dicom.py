@@ -139,6 +139,11 @@ def test_series_slices_are_ordered_by_position(tmp_path: Path, rng: np.random.Ge
     assert record.pixels.shape == (3, 4, 3) and record.is_volume
     for index, z in enumerate(sorted(slices)):
         np.testing.assert_array_equal(record.pixels[index], slices[z])
+    # Given the files in another order, load sorts them the same way.
+    shuffled = load(ReleaseItem(item.key, item.paths[::-1], "dicom"))
+    assert shuffled.paths == item.paths
+    np.testing.assert_array_equal(shuffled.pixels, record.pixels)
+    assert shuffled.metadata["ImagePositionPatient"] == [0.0, 0.0, -5.0]
 
 
 def test_views_without_positions_stay_separate(tmp_path: Path) -> None:
@@ -245,3 +250,43 @@ def test_real_files_round_trip(tmp_path: Path, name: str) -> None:
     if "jpeg" in name:  # baseline JPEG is lossy: the output must keep saying so
         assert written.LossyImageCompression == "01"
     assert source.read_bytes() == before
+
+
+def _bare_image(rows: int, cols: int) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID = "OT", generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = rows, cols, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    return ds
+
+
+def test_one_bit_image_stays_bit_packed(tmp_path: Path, rng: np.random.Generator) -> None:
+    bits = rng.integers(0, 2, (4, 8)).astype(np.uint8)
+    ds = _bare_image(4, 8)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 1, 0, 0
+    ds.PixelData = pydicom.pixels.pack_bits(bits)
+    ds.save_as(tmp_path / "mask.dcm", enforce_file_format=True)
+    record = read(tmp_path / "mask.dcm")
+    np.testing.assert_array_equal(record.pixels, bits)
+    write_like(record, 1.0 - record.pixels, [tmp_path / "out.dcm"])
+    written = pydicom.dcmread(tmp_path / "out.dcm")
+    assert written.BitsAllocated == 1 and len(written.PixelData) == 4
+    np.testing.assert_array_equal(written.pixel_array, 1 - bits)
+
+
+def test_float_pixel_data_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
+    values = rng.normal(size=(3, 5)).astype(np.float32)
+    ds = _bare_image(3, 5)
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.tobytes()
+    ds.save_as(tmp_path / "map.dcm", enforce_file_format=True)
+    record = read(tmp_path / "map.dcm")
+    assert record.source_dtype == np.float32
+    np.testing.assert_array_equal(record.pixels, values)
+    write_like(record, record.pixels * 3, [tmp_path / "out.dcm"])
+    np.testing.assert_array_equal(read(tmp_path / "out.dcm").pixels, values * 3)

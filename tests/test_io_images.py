@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 
-from deid.io import Record, ReleaseItem, load, sniff, write_like
+from deid.errors import OutputError
+from deid.io import Record, ReleaseItem, discover, load, sniff, write_like
 from deid.io.nifti_io import from_slices, to_slices
 
 
@@ -130,3 +131,14 @@ def test_nifti_round_trip_keeps_header_scaling_and_orientation(
     assert (written.dataobj.slope, written.dataobj.inter) == (0.5, 10.0)
     np.testing.assert_array_equal(np.asarray(written.dataobj.get_unscaled()), stored + 2)
     assert (out.read_bytes()[:2] == b"\x1f\x8b") is name.endswith(".gz")
+
+
+def test_nifti_pair_is_one_item_and_refuses_to_be_rewritten(tmp_path: Path) -> None:
+    data = np.arange(24, dtype=np.int16).reshape(2, 3, 4)
+    nib.Nifti1Pair(data, np.eye(4)).to_filename(tmp_path / "pair.hdr")
+    found = discover(tmp_path)
+    assert found.skipped == [] and [item.key for item in found.items] == ["pair.hdr"]
+    record = load(found.items[0])
+    np.testing.assert_array_equal(record.pixels, to_slices(data))
+    with pytest.raises(OutputError, match="single .nii"):
+        write_like(record, record.pixels, [tmp_path / "out.hdr"])

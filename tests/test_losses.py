@@ -119,9 +119,9 @@ def test_difference_alignment_hand_computed_three_images():
     # u = (-1,0), (0,-1), (1,-1)/sqrt2 ; v = (-1,0), (-1,-1)/sqrt2, (0,-1)
     r = 1 / math.sqrt(2)
     cos = [[1.0, r, 0.0], [0.0, r, 1.0], [-r, 0.0, r]]
-    expected = sum(
-        math.log(sum(math.exp(c) for c in row)) - row[m] for m, row in enumerate(cos)
-    ) / 3
+    expected = (
+        sum(math.log(sum(math.exp(c) for c in row)) - row[m] for m, row in enumerate(cos)) / 3
+    )
     assert difference_alignment_loss(p, q, temperature=1.0).item() == pytest.approx(expected)
 
 
@@ -129,10 +129,13 @@ def test_single_alignment_matches_naive_loop():
     g = torch.Generator().manual_seed(3)
     p = torch.randn(5, 2, 4, generator=g)
     q = torch.randn(5, 2, 4, generator=g)
-    expected = sum(
-        _naive_info_nce([p[i, k] for i in range(5)], [q[i, k] for i in range(5)], 0.2)
-        for k in range(2)
-    ) / 2
+    expected = (
+        sum(
+            _naive_info_nce([p[i, k] for i in range(5)], [q[i, k] for i in range(5)], 0.2)
+            for k in range(2)
+        )
+        / 2
+    )
     assert single_alignment_loss(p, q, 0.2).item() == pytest.approx(expected, rel=1e-5)
 
 

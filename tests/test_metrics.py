@@ -13,6 +13,7 @@ from reid_model.metrics import (
     evaluate_retrieval,
     roc_points,
     verification_metrics,
+    verification_pairs,
 )
 
 
@@ -158,3 +159,15 @@ def test_evaluate_retrieval_caps_negatives():
     assert res["n_positive"] == 100  # all kept
     with pytest.raises(InputError, match="queries"):
         evaluate_retrieval(emb, pids, np.zeros(len(pids), bool))
+
+
+def test_verification_pairs_are_the_query_gallery_cosines():
+    emb, pids, isq = _clustered(5, 3, 4, 1.0, 5)
+    scores, same = verification_pairs(emb, pids, isq)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    expected = e[isq] @ e[~isq].T
+    np.testing.assert_allclose(np.sort(scores), np.sort(expected.ravel()), rtol=1e-5)
+    assert same.sum() == 10 and len(same) == 50
+    np.testing.assert_allclose(
+        np.sort(scores[same]), np.sort(expected[pids[isq][:, None] == pids[~isq]]), rtol=1e-5
+    )

@@ -20,8 +20,14 @@ from reid_model.model import build_model
 
 TINY_CLIP_CFG = {
     "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8,
-                   "mlp_ratio": 2.0},
+    "vision_cfg": {
+        "image_size": 32,
+        "layers": 2,
+        "width": 32,
+        "head_width": 16,
+        "patch_size": 8,
+        "mlp_ratio": 2.0,
+    },
     "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1},
 }
 TINY_CLIP_MEAN = (0.5, 0.4, 0.3)
@@ -45,8 +51,10 @@ def save_tiny_open_clip_dir(folder: Path, seed: int = 0) -> torch.nn.Module:
 
     model = tiny_open_clip(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": TINY_CLIP_CFG,
-              "preprocess_cfg": {"mean": list(TINY_CLIP_MEAN), "std": list(TINY_CLIP_STD)}}
+    config = {
+        "model_cfg": TINY_CLIP_CFG,
+        "preprocess_cfg": {"mean": list(TINY_CLIP_MEAN), "std": list(TINY_CLIP_STD)},
+    }
     (folder / "open_clip_config.json").write_text(json.dumps(config))
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(folder / "open_clip_model.safetensors"))
@@ -55,9 +63,17 @@ def save_tiny_open_clip_dir(folder: Path, seed: int = 0) -> torch.nn.Module:
 
 def save_tiny_phantom_mfm(folder: Path, seed: int = 0, embed_dim: int = 24) -> PhantomMFMNet:
     torch.manual_seed(seed)
-    net = PhantomMFMNet(PhantomMFMConfig(findings=("nodule", "effusion"),
-                                         modalities=("cxr_site_a", "chest_ct"), img_size=16,
-                                         patch_size=4, embed_dim=embed_dim, depth=1, num_heads=2))
+    net = PhantomMFMNet(
+        PhantomMFMConfig(
+            findings=("nodule", "effusion"),
+            modalities=("cxr_site_a", "chest_ct"),
+            img_size=16,
+            patch_size=4,
+            embed_dim=embed_dim,
+            depth=1,
+            num_heads=2,
+        )
+    )
     save_phantom_mfm(folder, net.eval(), extra={"note": "random"})
     return net.eval()
 
@@ -111,12 +127,18 @@ def test_frozen_mfm_has_no_trainable_parameters_but_passes_input_gradient(tmp_pa
     # re-normalised to the MFM's statistics and resized to its 16 px input
     own = _renormalised(x.detach(), cfg.preprocess, net.cfg.mean, net.cfg.std)
     unit_resized = torch.nn.functional.interpolate(
-        own * torch.tensor(net.cfg.std).view(1, 3, 1, 1) + torch.tensor(net.cfg.mean).view(1, 3, 1, 1),
-        size=(16, 16), mode="bilinear", antialias=True)
+        own * torch.tensor(net.cfg.std).view(1, 3, 1, 1)
+        + torch.tensor(net.cfg.mean).view(1, 3, 1, 1),
+        size=(16, 16),
+        mode="bilinear",
+        antialias=True,
+    )
     own16 = (unit_resized - torch.tensor(net.cfg.mean).view(1, 3, 1, 1)) / torch.tensor(
-        net.cfg.std).view(1, 3, 1, 1)
-    torch.testing.assert_close(tokens.detach().reshape(2, 16, 24), net(own16)["tokens"],
-                               rtol=1e-4, atol=1e-5)
+        net.cfg.std
+    ).view(1, 3, 1, 1)
+    torch.testing.assert_close(
+        tokens.detach().reshape(2, 16, 24), net(own16)["tokens"], rtol=1e-4, atol=1e-5
+    )
 
 
 # ---------------------------------------------------------------- open_clip MFM
@@ -143,8 +165,11 @@ def test_open_clip_by_model_name_and_weights_file(tmp_path, cfg):
     frozen = load_mfm(f"open_clip:mami-tiny-test:{tmp_path / 'weights.pt'}", cfg.preprocess)
     clip.visual.output_tokens = True
     x = _reid_input(seed=1)
-    _, expected = clip.visual(_renormalised(x, cfg.preprocess, frozen.mean.flatten().tolist(),
-                                            frozen.std.flatten().tolist()))
+    _, expected = clip.visual(
+        _renormalised(
+            x, cfg.preprocess, frozen.mean.flatten().tolist(), frozen.std.flatten().tolist()
+        )
+    )
     torch.testing.assert_close(frozen(x).reshape(2, 16, 32), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -172,8 +197,12 @@ def test_pool_with_maps_on_hand_computed_cases():
 def test_align_targets_pool_every_mfm_with_the_query_maps(tmp_path, cfg):
     save_tiny_phantom_mfm(tmp_path / "mfm")
     save_tiny_open_clip_dir(tmp_path / "clip")
-    bag = MFMBag([load_mfm(f"phantom-mfm:{tmp_path / 'mfm'}", cfg.preprocess),
-                  load_mfm(f"open_clip:local-dir:{tmp_path / 'clip'}", cfg.preprocess)])
+    bag = MFMBag(
+        [
+            load_mfm(f"phantom-mfm:{tmp_path / 'mfm'}", cfg.preprocess),
+            load_mfm(f"open_clip:local-dir:{tmp_path / 'clip'}", cfg.preprocess),
+        ]
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     assert model.align_targets(_reid_input()) is None

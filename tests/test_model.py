@@ -66,7 +66,9 @@ def test_volume_mean_pooling_is_the_mean_of_slice_features(cfg):
     assert out["attn"].shape == (2, 4, cfg.head.num_queries, cfg.backbone.grid_size**2)
     slices = model(vols.flatten(0, 1))
     torch.testing.assert_close(out["feat"], slices["feat"].view(2, 4, -1).mean(1))
-    torch.testing.assert_close(out["parts"], slices["parts"].view(2, 4, *out["parts"].shape[1:]).mean(1))
+    torch.testing.assert_close(
+        out["parts"], slices["parts"].view(2, 4, *out["parts"].shape[1:]).mean(1)
+    )
 
 
 def test_slice_mask_excludes_padding_slices(cfg):
@@ -110,13 +112,14 @@ def test_deltas_are_per_image_and_batched(cfg):
     x = torch.cat([_images(1, seed=10), 3 * _images(1, seed=11) + 1])
     _, compa = model.forward_trunk(x)
     a, b = compa.factors["qkv"]
-    delta = b[:, 0] @ a[:, 0]  # (2, Dout, Din) delta of block 0
+    delta = b[0] @ a[0]  # (2, Dout, Din) delta of block 0
     assert not torch.allclose(delta[0], delta[1], atol=1e-6)
     together = model(x)
     for i in range(2):
         alone = model(x[i : i + 1])
-        torch.testing.assert_close(together["embedding"][i : i + 1], alone["embedding"],
-                                   rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            together["embedding"][i : i + 1], alone["embedding"], rtol=1e-4, atol=1e-5
+        )
     # the factors are uninstalled after the pass
     assert all(layer.factors is None for layers in model._lora for layer in layers.values())
 
@@ -133,15 +136,21 @@ def test_two_training_steps_reach_both_factor_generators(cfg):
         opt.zero_grad()
         out = model(x)
         torch.nn.functional.cross_entropy(out["logits"], y).backward()
-        grads.append((pnet.to_a["qkv"].weight.grad.abs().sum().item(),
-                      pnet.to_b["qkv"].weight.grad.abs().sum().item()))
+        grads.append(
+            (
+                pnet.to_a["qkv"].weight.grad.abs().sum().item(),
+                pnet.to_b["qkv"].weight.grad.abs().sum().item(),
+            )
+        )
         opt.step()
     assert grads[0][1] > 0  # B gets gradient at once because A != 0
     assert grads[1][0] > 0  # A gets gradient once B moved
     assert not torch.equal(pnet.to_a["qkv"].weight, a_before)
     assert not torch.equal(pnet.to_b["qkv"].weight, b_before)
-    assert not torch.equal(model.compa.ffn_pnet.to_b["fc1"].weight,
-                           torch.zeros_like(model.compa.ffn_pnet.to_b["fc1"].weight))
+    assert not torch.equal(
+        model.compa.ffn_pnet.to_b["fc1"].weight,
+        torch.zeros_like(model.compa.ffn_pnet.to_b["fc1"].weight),
+    )
 
 
 def test_embed_is_unit_norm_without_grad_and_keeps_the_mode(cfg):
@@ -162,8 +171,9 @@ def test_compa_disabled_gives_a_plain_vit_with_query_pooling(cfg):
 
 
 def test_fc2_target_is_supported(cfg):
-    with_fc2 = dataclasses.replace(cfg, compa=dataclasses.replace(cfg.compa,
-                                                                  lora_targets=("qkv", "fc1", "fc2")))
+    with_fc2 = dataclasses.replace(
+        cfg, compa=dataclasses.replace(cfg.compa, lora_targets=("qkv", "fc1", "fc2"))
+    )
     model = MaMI(with_fc2)
     _, compa = model.forward_trunk(_images(1))
     mlp_hidden = int(cfg.backbone.embed_dim * cfg.backbone.mlp_ratio)

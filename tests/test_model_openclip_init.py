@@ -13,8 +13,16 @@ from reid_model.vit_lora import create_backbone
 
 
 def _tiny_backbone_cfg(path, act="gelu", **changes):
-    cfg = BackboneConfig(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
-                         mlp_ratio=2.0, init=str(path), act=act)
+    cfg = BackboneConfig(
+        img_size=32,
+        patch_size=8,
+        embed_dim=32,
+        depth=2,
+        num_heads=2,
+        mlp_ratio=2.0,
+        init=str(path),
+        act=act,
+    )
     return dataclasses.replace(cfg, **changes)
 
 
@@ -70,8 +78,9 @@ def test_mami_starts_from_the_init_file_and_checkpoints_do_not_need_it(tmp_path)
     clip = tiny_open_clip(seed=2)
     torch.save(clip.state_dict(), tmp_path / "clip.pt")
     cfg = load_preset("test")[0]
-    cfg = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone,
-                                                                init=str(tmp_path / "clip.pt")))
+    cfg = dataclasses.replace(
+        cfg, backbone=dataclasses.replace(cfg.backbone, init=str(tmp_path / "clip.pt"))
+    )
     model = build_model(cfg).eval()
     torch.testing.assert_close(model.backbone.cls_token.flatten(), clip.visual.class_embedding)
     save_checkpoint(tmp_path / "ckpt", model, cfg)

@@ -90,6 +90,7 @@ def sample_results(seed: int = 0) -> Results:
             "mean_risk": float(np.mean(risk)),
             "estimated_patients": 18,
             "claimed_patients": 20,
+            "linked_pseudonym_pairs": 4,
             "per_record_risk": risk,
             "risk_histogram": histogram(risk, edges),
             "per_modality": per_mod,
@@ -97,6 +98,7 @@ def sample_results(seed: int = 0) -> Results:
         "truth": {
             "source": "truth CSV",
             "n_matched": 60,
+            "not_measured": {"brain_mri": f"one visit per patient {SCRIPT}"},
             "groups": {
                 "all": _group(rng, 60),
                 "cxr_site_a": _group(rng, 30),

@@ -57,8 +57,8 @@ def write_release(root: Path, *, slices: bool = False) -> Path:
     return truth
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def make_checkpoint(folder: Path) -> Path:
+    """Save the random-weight ``test``-preset model with a toy calibration into ``folder``."""
     from reid_model.calibration import Calibrator
     from reid_model.checkpoint import save_checkpoint
     from reid_model.config import load_preset
@@ -70,7 +70,6 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0.8, 0.1, 50), rng.normal(0.2, 0.2, 200)]
     same = np.r_[np.ones(50, bool), np.zeros(200, bool)]
-    folder = tmp_path_factory.mktemp("ckpt") / "test-ckpt"
     save_checkpoint(
         folder,
         model,
@@ -79,6 +78,11 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
         extra={"preset": "test", "trained_on": "no data (random weights)"},
     )
     return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "test-ckpt")
 
 
 def test_truth_groups_slices_into_volumes_in_slice_order(tmp_path: Path) -> None:

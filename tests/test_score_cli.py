@@ -11,11 +11,16 @@ import pytest
 from click.testing import CliRunner
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from test_score import N_PATIENTS, N_VISITS, make_checkpoint, write_release
 
 from deid.cli.score import score
-from test_score import N_PATIENTS, N_VISITS, checkpoint, write_release  # noqa: F401
 
 SCRIPT = "<script>alert(1)</script>"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "test-ckpt")
 
 
 def _dicom(path: Path, name: str, patient_id: str) -> None:
@@ -39,7 +44,7 @@ def release(tmp_path: Path) -> Path:
     """PNG phantoms with truth, one DICOM with a script in PatientName, and garbage."""
     write_release(tmp_path / "rel")
     _dicom(tmp_path / "rel" / "scan.dcm", SCRIPT, "PID-77731")
-    (tmp_path / "rel" / f"{SCRIPT}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (tmp_path / "rel" / f"{SCRIPT.replace('/', '')}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (tmp_path / "rel" / "notes.txt").write_text("not an image", encoding="utf-8")
     return tmp_path / "rel"
 

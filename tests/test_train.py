@@ -17,8 +17,9 @@ from deid.errors import InputError, OutputError
 from reid_model.checkpoint import load_checkpoint
 from reid_model.train import main, parameter_groups, warmup_cosine
 
-# 6 patients x 2 visits x 2 datasets; with seed 0 patients 1, 3, 4, 5 are train, 2 is val
-DATA = "phantom:cxr_site_a,cxr_site_b:6:2"
+# 8 patients x 2 visits x 2 datasets; with seed 0 patients 1, 3, 4, 5, 6 are train, 2 and 7 val
+DATA = "phantom:cxr_site_a,cxr_site_b:8:2"
+DDP_DATA = "phantom:cxr_site_a:8:2"
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -43,7 +44,7 @@ def test_cli_smoke_run_writes_a_loadable_calibrated_checkpoint(tmp_path) -> None
     assert result.exit_code == 0, result.output
     model, cfg, meta = load_checkpoint(run / "model")
     assert cfg.backbone.img_size == 32
-    assert meta["num_classes"] == 8  # 4 train patients in each of 2 datasets
+    assert meta["num_classes"] == 10  # 5 train patients in each of 2 datasets
     assert meta["calibration"] is not None
     assert meta["extra"]["data"] == DATA and meta["extra"]["epoch"] == 1
     x = torch.randn(2, 3, 32, 32)
@@ -57,7 +58,9 @@ def test_cli_smoke_run_writes_a_loadable_calibrated_checkpoint(tmp_path) -> None
     assert 0.0 <= record["val"]["cxr_site_a"]["rank1"] <= 1.0
     assert (run / "LATEST").read_text().strip() == "epoch-001"
 
-    again = CliRunner().invoke(train_command, ["--preset", "test", "--data", DATA, "--out", str(run)])
+    again = CliRunner().invoke(
+        train_command, ["--preset", "test", "--data", DATA, "--out", str(run)]
+    )
     assert again.exit_code != 0
     assert "pass --resume" in again.output
 
@@ -122,11 +125,17 @@ def test_no_weight_decay_on_norms_biases_and_bases() -> None:
 
 def _ddp_worker(rank: int, port: int, out: str) -> None:
     os.environ.update(
-        {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
-         "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": "2",
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
     )
     torch.set_num_threads(1)
-    main(["--preset", "test", "--data", DATA, "--out", out, "--quiet", "--device", "cpu"])
+    # one dataset: each process renders its own copy of the data
+    main(["--preset", "test", "--data", DDP_DATA, "--out", out, "--quiet", "--device", "cpu"])
 
 
 @pytest.mark.slow

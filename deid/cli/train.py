@@ -96,6 +96,7 @@ def train(
         final = train_auxiliary(
             AuxTrainOptions(
                 task=task,
+                preset=preset,
                 data=data,
                 out=out,
                 resume=resume,

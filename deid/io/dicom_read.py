@@ -11,12 +11,14 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from deid.errors import UnreadableFileError
 from deid.io.dicom_meta import dicom_metadata, frame_element
 from deid.io.record import Encoding, Record, Window
+from deid.io.series import SliceInfo, order_slices
 
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -25,8 +27,9 @@ def read_dataset(path: Path, *, pixels: bool) -> Dataset:
     """Read a DICOM file, with or without preamble and file meta, without changing it.
 
     With ``pixels=False`` values over 1 KiB (Pixel Data among them) are left unread but their
-    elements stay present, so ``has_pixels`` still works. A file that ``sniff`` recognised as a bare data set (no ``DICM`` prefix) is read with
-    ``force=True``; its transfer syntax is then taken from how pydicom found it encoded.
+    elements stay present, so ``has_pixels`` still works. A file that ``sniff`` recognised as
+    a bare data set (no ``DICM`` prefix) is read with ``force=True``; its transfer syntax is
+    then taken from how pydicom found it encoded.
 
     Raises
     ------
@@ -56,7 +59,17 @@ def read_dataset(path: Path, *, pixels: bool) -> Dataset:
 
 
 def has_pixels(ds: Dataset) -> bool:
+    """True when ``ds`` holds Pixel Data, Float Pixel Data or Double Float Pixel Data."""
     return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+
+
+def missing_pixels_reason(ds: Dataset) -> str:
+    """Why a DICOM object without Pixel Data cannot be used, naming its SOP class."""
+    sop_class = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    name = getattr(sop_class, "name", None) or "unknown SOP class"
+    if "Image" in name:
+        return f"{name} object without pixel data (is the file truncated?)"
+    return f"DICOM object without pixel data ({name}); nothing to score"
 
 
 def stored_dtype(ds: Dataset) -> np.dtype:
@@ -188,8 +201,8 @@ def _window(ds: Dataset) -> Window | None:
     center, width = source.get("WindowCenter"), source.get("WindowWidth")
     if center is None or width is None:
         return None
-    center = center[0] if isinstance(center, pydicom.multival.MultiValue) else center
-    width = width[0] if isinstance(width, pydicom.multival.MultiValue) else width
+    center = center[0] if isinstance(center, MultiValue) else center
+    width = width[0] if isinstance(width, MultiValue) else width
     function = str(source.get("VOILUTFunction", "LINEAR")).strip().upper() or "LINEAR"
     return Window(center=float(center), width=float(width), function=function)
 
@@ -219,27 +232,34 @@ def _modality_extent(frames: _Frames, low: float, high: float) -> tuple[float, f
 
 
 def load_dicom(key: str, paths: tuple[Path, ...]) -> Record:
-    """Decode one DICOM file, or the ordered slices of one series, into a Record.
+    """Decode one DICOM file, or the slices of one series, into a Record.
 
     A single-frame file gives (H, W) pixels, a multi-frame file or a series (S, H, W); colour
-    adds a trailing axis of 3. Palette colour and YBR are converted to RGB.
+    adds a trailing axis of 3. Palette colour and YBR are converted to RGB. Series slices are
+    put in the order of ``deid.io.series`` (``Record.paths`` follows it); files that rule
+    cannot order are kept in the order given.
 
     Raises
     ------
     UnreadableFileError
         If a file cannot be read or decoded, has no pixel data, or the slices do not match.
     """
-    datasets: list[Dataset] = []
-    decoded: list[_Frames] = []
+    # Slices are converted to float32 one at a time so that only one file's bytes are held.
+    first: Dataset | None = None
+    head: _Frames | None = None
+    parts: list[np.ndarray] = []
+    slopes: list[np.ndarray] = []
+    intercepts: list[np.ndarray] = []
+    instance_uids: list[str] = []
+    infos: list[SliceInfo] = []
     for path in paths:
         ds = read_dataset(path, pixels=True)
         if not has_pixels(ds):
-            raise UnreadableFileError(str(path), "DICOM object without pixel data (not an image)")
-        datasets.append(ds)
-        decoded.append(_decode_frames(ds, path))
-    first, head = datasets[0], decoded[0]
-    for path, frames in zip(paths[1:], decoded[1:], strict=True):
-        if (
+            raise UnreadableFileError(str(path), missing_pixels_reason(ds))
+        frames = _decode_frames(ds, path)
+        if head is None:
+            first, head = ds, frames
+        elif (
             frames.values.shape[1:] != head.values.shape[1:]
             or frames.photometric != head.photometric
         ):
@@ -248,7 +268,25 @@ def load_dicom(key: str, paths: tuple[Path, ...]) -> Record:
                 f"slice {frames.values.shape[1:]} {frames.photometric} does not match "
                 f"the series' first slice {head.values.shape[1:]} {head.photometric}",
             )
-    pixels = np.concatenate([_to_modality(frames) for frames in decoded], axis=0)
+        parts.append(_to_modality(frames))
+        slopes.append(frames.slopes)
+        intercepts.append(frames.intercepts)
+        instance_uids.append(str(ds.get("SOPInstanceUID", "")))
+        infos.append(SliceInfo.from_dataset(path, ds))
+    if first is None or head is None:
+        raise UnreadableFileError("", "no DICOM files given")
+    # Callers may pass a series' files in any order: sort them by the discovery rule.
+    ordered = order_slices(infos) if len(infos) > 1 and head.values.shape[0] == 1 else None
+    order = [infos.index(info) for info in ordered] if ordered is not None else []
+    if order and order != sorted(order):
+        parts = [parts[i] for i in order]
+        slopes = [slopes[i] for i in order]
+        intercepts = [intercepts[i] for i in order]
+        instance_uids = [instance_uids[i] for i in order]
+        paths = tuple(paths[i] for i in order)
+        first = read_dataset(paths[0], pixels=False)
+    pixels = np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    del parts
     low, high = stored_range(first)
     grey = head.photometric.startswith("MONOCHROME")
     pivot = None
@@ -260,14 +298,14 @@ def load_dicom(key: str, paths: tuple[Path, ...]) -> Record:
     encoding = Encoding(
         stored_min=low if grey else 0.0,
         stored_max=high if grey else head.colour_max,
-        slopes=np.concatenate([frames.slopes for frames in decoded]),
-        intercepts=np.concatenate([frames.intercepts for frames in decoded]),
+        slopes=np.concatenate(slopes),
+        intercepts=np.concatenate(intercepts),
         modality_lut=head.modality_lut,
         invert_pivot=pivot,
     )
     metadata: dict[str, Any] = dicom_metadata(first)
-    if len(datasets) > 1:
-        metadata["SOPInstanceUIDs"] = [str(ds.get("SOPInstanceUID", "")) for ds in datasets]
+    if len(paths) > 1:
+        metadata["SOPInstanceUIDs"] = instance_uids
     return Record(
         key=key,
         paths=tuple(paths),

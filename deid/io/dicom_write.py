@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
+from pydicom.pixels import pack_bits
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
@@ -93,16 +94,25 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, dtype: np.dtype, colour: bool) 
         for keyword in _PALETTE:
             if keyword in ds:
                 del ds[keyword]
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    if dtype.kind == "f":  # Float / Double Float Pixel Data: no rescale, no stored range
+        keyword = "FloatPixelData" if dtype.itemsize == 4 else "DoubleFloatPixelData"
+        setattr(ds, keyword, stored.astype(dtype.newbyteorder("<")).tobytes())
+        ds[keyword].is_undefined_length = False
+        return
     bits = dtype.itemsize * 8
-    if int(ds.get("BitsAllocated", bits)) != bits:
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-        ds.PixelRepresentation = 0 if dtype.kind == "u" else 1
-    data = np.ascontiguousarray(stored.astype(dtype.newbyteorder("<"))).tobytes()
+    allocated = int(ds.get("BitsAllocated", bits))
+    if allocated == 1:  # binary images stay bit-packed
+        data = pack_bits(stored.astype(np.uint8).ravel())
+    else:
+        if allocated != bits:
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+            ds.PixelRepresentation = 0 if dtype.kind == "u" else 1
+        data = np.ascontiguousarray(stored.astype(dtype.newbyteorder("<"))).tobytes()
     ds.PixelData = data + b"\x00" * (len(data) % 2)
     element = ds["PixelData"]
-    element.VR = "OB" if bits <= 8 else "OW"
+    element.VR = "OB" if allocated <= 8 else "OW"
     element.is_undefined_length = False
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
 
 
 def _colour_dtype(record: Record) -> np.dtype:
@@ -119,7 +129,7 @@ def write_dicom(record: Record, pixels: np.ndarray, out_paths: list[Path]) -> No
     Raises
     ------
     OutputError
-        If the source holds float pixel data, which this writer does not re-encode.
+        If the source files no longer hold the frames the record was read from.
     """
     encoding = record.encoding
     assert encoding is not None
@@ -129,11 +139,18 @@ def write_dicom(record: Record, pixels: np.ndarray, out_paths: list[Path]) -> No
     for source, target in zip(record.paths, out_paths, strict=True):
         ds = read_dataset(source, pixels=True)
         dtype = stored_dtype(ds)
-        if dtype.kind == "f":
-            raise OutputError(f"{source}: float pixel data cannot be written back; not supported")
         count = int(ds.get("NumberOfFrames", 1) or 1)
+        if start + count > frames.shape[0]:
+            raise OutputError(
+                f"{source}: holds more frames than {record.key}'s pixels; was it changed "
+                "after it was read? Read it again"
+            )
         chunk = frames[start : start + count]
-        if grey:
+        if dtype.kind == "f":
+            stored = np.asarray(chunk, dtype=np.float64)
+            if encoding.invert_pivot is not None:
+                stored = encoding.invert_pivot - stored
+        elif grey:
             stored = to_stored(chunk, encoding, start)
         else:
             dtype = _colour_dtype(record)

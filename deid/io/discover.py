@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deid.errors import InputError, UnreadableFileError
-from deid.io.dicom_read import has_pixels, load_dicom, read_dataset
+from deid.io.dicom_read import has_pixels, load_dicom, missing_pixels_reason, read_dataset
 from deid.io.image_read import load_image
 from deid.io.nifti_io import load_nifti
-from deid.io.record import Record, ReleaseItem, Skipped
+from deid.io.record import Kind, Record, ReleaseItem, Skipped
 from deid.io.series import SliceInfo, group_slices
 from deid.io.sniff import sniff
 
@@ -48,13 +48,26 @@ def _oserror_reason(exc: OSError) -> str:
     return f"cannot be read ({exc.strerror or exc})"
 
 
-def _nifti_pair_images(files: list[tuple[Path, str | None]]) -> set[Path]:
+def _nifti_pair_images(files: list[tuple[Path, Kind | None]]) -> set[Path]:
     """``.img`` halves of ``.hdr``/``.img`` NIfTI pairs: read through their ``.hdr``."""
     return {
         path.with_suffix(".img")
         for path, kind in files
         if kind == "nifti" and path.suffix == ".hdr"
     }
+
+
+def _dicom_header(path: Path) -> SliceInfo | Skipped:
+    """What series grouping needs from one DICOM file, or why the file cannot be used."""
+    try:
+        ds = read_dataset(path, pixels=False)
+        if not has_pixels(ds):
+            return Skipped(path, missing_pixels_reason(ds))
+        return SliceInfo.from_dataset(path, ds)
+    except UnreadableFileError as exc:
+        return Skipped(path, exc.reason)
+    except Exception as exc:  # pydicom raises many types on malformed values
+        return Skipped(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
 
 
 def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Discovery:
@@ -84,7 +97,7 @@ def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Di
     paths = [root] if root.is_file() else list(_walk(root))
     base = root.parent if root.is_file() else root
     found = Discovery()
-    files: list[tuple[Path, str | None]] = []
+    files: list[tuple[Path, Kind | None]] = []
     for path in paths:
         if exclude is not None and exclude(path):
             continue
@@ -102,20 +115,11 @@ def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Di
             if path not in pair_images:
                 found.skipped.append(Skipped(path, NOT_AN_IMAGE))
         elif kind == "dicom":
-            try:
-                ds = read_dataset(path, pixels=False)
-            except UnreadableFileError as exc:
-                found.skipped.append(Skipped(path, exc.reason))
-                continue
-            if not has_pixels(ds):
-                sop_class = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
-                what = getattr(sop_class, "name", None) or "unknown SOP class"
-                found.skipped.append(Skipped(path, f"DICOM object without pixel data ({what})"))
-                continue
-            try:
-                slices.append(SliceInfo.from_dataset(path, ds))
-            except (ValueError, TypeError, AttributeError, KeyError) as exc:
-                found.skipped.append(Skipped(path, f"malformed DICOM header ({exc})"))
+            header = _dicom_header(path)
+            if isinstance(header, SliceInfo):
+                slices.append(header)
+            else:
+                found.skipped.append(header)
         else:
             found.items.append(ReleaseItem(_relative(path, base), (path,), kind))
     for unit in group_slices(slices):

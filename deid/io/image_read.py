@@ -31,6 +31,8 @@ def _normalise_mode(image: Image.Image) -> Image.Image:
     """Convert modes without a direct sample mapping; alpha channels are dropped."""
     if image.mode in PIL_MODES:
         return image
+    if image.mode.startswith(("I;", "F;")):  # other integer / float layouts: widen losslessly
+        return image.convert(image.mode[0])
     if image.mode in ("LA", "La", "PA") or (image.mode == "P" and _palette_is_grey(image)):
         return image.convert("L")
     return image.convert("RGB")

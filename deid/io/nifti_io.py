@@ -63,11 +63,11 @@ def load_nifti(key: str, path: Path) -> Record:
             str(path), f"only 3-D NIfTI volumes are supported, this one has shape {image.shape}"
         )
     try:
-        data = np.asarray(image.dataobj, dtype=np.float64).reshape(shape)
+        data = image.get_fdata(dtype=np.float32, caching="unchanged").reshape(shape)
     except Exception as exc:
         raise UnreadableFileError(str(path), f"NIfTI voxel data could not be read ({exc})") from exc
     transform = ornt_transform(io_orientation(image.affine), _RAS)
-    slices = to_slices(apply_orientation(data, transform)).astype(np.float32)
+    slices = to_slices(apply_orientation(data, transform))
     if slices.shape[0] == 1:
         slices = slices[0]
     dtype = np.dtype(image.get_data_dtype()).newbyteorder("=")

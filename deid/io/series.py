@@ -64,7 +64,7 @@ class SliceInfo:
         )
 
 
-def _ordered(group: list[SliceInfo]) -> list[SliceInfo] | None:
+def order_slices(group: list[SliceInfo]) -> list[SliceInfo] | None:
     """The group's slices in volume order, or ``None`` if they should not be stacked."""
     if all(s.position is not None and s.orientation is not None for s in group):
         cosines = np.asarray(group[0].orientation, dtype=np.float64)
@@ -104,6 +104,6 @@ def group_slices(slices: list[SliceInfo]) -> list[list[SliceInfo]]:
         if len(unit) == 1:
             result.append(unit)
             continue
-        ordered = _ordered(unit)
+        ordered = order_slices(unit)
         result.extend([ordered] if ordered is not None else [[s] for s in unit])
     return result

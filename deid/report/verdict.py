@@ -25,7 +25,7 @@ class Verdict:
 
 
 def _files(n: int) -> str:
-    return f"{n} file holds" if n == 1 else f"{n} files hold"
+    return f"{n} file" if n == 1 else f"{n} files"
 
 
 def threshold_rationale(threshold: float, fail_above: float) -> str:
@@ -70,20 +70,20 @@ def decide_verdict(results: Mapping[str, Any]) -> Verdict:
         amber.append(f"{at_risk}, within the allowed {fail_above:.1%}.")
     if meta["direct_identifier_files"]:
         red.append(
-            f"{_files(meta['direct_identifier_files'])} direct identifiers (name, ID or birth "
-            "date) in headers, paths or embedded text."
+            "Direct identifiers (name, ID or birth date) in the headers, paths or embedded text "
+            f"of {_files(meta['direct_identifier_files'])}."
         )
     for key, text in (
-        ("private_tags_files", "private tags"),
+        ("private_tags_files", "Private tags in {}."),
         (
             "burned_in_annotation_files",
-            "text burned into the pixels, or no BurnedInAnnotation = NO",
+            "BurnedInAnnotation not declared NO in {} (text may be burned into the pixels).",
         ),
-        ("identity_not_removed_files", "no PatientIdentityRemoved = YES"),
-        ("embedded_text_files", "PNG/JPEG text chunks or EXIF"),
+        ("identity_not_removed_files", "PatientIdentityRemoved not declared YES in {}."),
+        ("embedded_text_files", "PNG/JPEG text chunks or EXIF in {}."),
     ):
         if meta[key]:
-            amber.append(f"{_files(meta[key])} {text}.")
+            amber.append(text.format(_files(meta[key])))
 
     rationale = threshold_rationale(float(link["threshold"]), fail_above)
     if red:

@@ -21,6 +21,7 @@ from deid.errors import UnreadableFileError
 from deid.io.record import ReleaseItem
 from deid.score.cache import EmbeddingCache, content_key
 
+MIN_IMAGES_PER_WORKER = 32
 # progress(iterable, description, total) -> the iterable, wrapped in a progress bar or not
 Progress = Callable[[Iterable[Any], str, int], Iterable[Any]]
 
@@ -100,7 +101,9 @@ def _worker_init() -> None:
 
 def _prepared(units: Sequence[Unit], cfg: Any, workers: int) -> Iterator[tuple]:
     jobs = [(unit, cfg) for unit in units]
-    if workers <= 0 or len(jobs) < 2:
+    # a spawned worker pays a torch import (seconds): not worth it for a handful of images
+    workers = min(workers, len(jobs) // MIN_IMAGES_PER_WORKER)
+    if workers <= 0:
         yield from map(_prepare, jobs)
         return
     # spawn, not fork: the parent holds torch thread pools that a forked child must not inherit
@@ -147,7 +150,10 @@ def embed_units(
     device : str
         Torch device of ``model``.
     batch_size, workers : int
-        Images per forward pass; decoding processes (0: decode in this process).
+        Images per forward pass; decoding processes (0: decode in this process; fewer are
+        used when there are under ``MIN_IMAGES_PER_WORKER`` images per worker). Worker
+        processes are spawned, so scripts that call this with workers need the usual
+        ``if __name__ == "__main__":`` guard.
     progress : Progress
         Wraps the long loops in progress bars.
 

@@ -17,36 +17,37 @@ from deid.score.embed import Progress, Unit, no_progress
 
 MASK = "[masked]"
 # attributes whose value names or singles out a person directly (HIPAA Safe Harbor kinds)
-DIRECT_IDENTIFIERS = frozenset(
+DIRECT_IDENTIFIER_TAGS = frozenset(
     {
-        "PatientName",
-        "PatientID",
-        "PatientBirthDate",
-        "OtherPatientIDs",
-        "OtherPatientNames",
-        "OtherPatientIDsSequence",
-        "PatientAddress",
-        "PatientTelephoneNumbers",
-        "PatientMotherBirthName",
-        "MedicalRecordLocator",
-        "PatientBirthName",
-        "IssuerOfPatientID",
-        "InsurancePlanIdentification",
-        "MilitaryRank",
-        "BranchOfService",
-        "PatientInsurancePlanCodeSequence",
-        "PersonName",
+        0x00100010,  # PatientName
+        0x00100020,  # PatientID
+        0x00100021,  # IssuerOfPatientID
+        0x00100030,  # PatientBirthDate
+        0x00101000,  # OtherPatientIDs
+        0x00101001,  # OtherPatientNames
+        0x00101002,  # OtherPatientIDsSequence
+        0x00101005,  # PatientBirthName
+        0x00101040,  # PatientAddress
+        0x00101050,  # InsurancePlanIdentification
+        0x00101060,  # PatientMotherBirthName
+        0x00101090,  # MedicalRecordLocator
+        0x00102154,  # PatientTelephoneNumbers
     }
 )
 _PLAIN_IMAGE_KINDS = ("png", "jpeg", "tiff")
 
 
-def mask_path(relpath: str) -> str:
-    """``relpath`` with every PHI-looking token (as found by the DICOM audit) masked."""
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, token) of each PHI-looking token in ``text`` (see ``audit_path_tokens``)."""
     from deid.dicom.audit import audit_path_tokens
 
+    return [tuple(entry.split(":", 1)) for entry in audit_path_tokens(text)]  # type: ignore[misc]
+
+
+def mask_path(relpath: str) -> str:
+    """``relpath`` with every PHI-looking token (name, date, ID, phone, e-mail) masked."""
     masked = relpath
-    for token in sorted(set(audit_path_tokens(relpath)), key=len, reverse=True):
+    for _, token in sorted(_tokens(relpath), key=lambda kt: len(kt[1]), reverse=True):
         masked = masked.replace(token, MASK)
     return masked
 
@@ -75,23 +76,25 @@ def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, str | Non
     ds = read_dataset(path, pixels=False)
     found = audit_dataset(ds)
     findings: list[str] = []
-    direct = False
-    for keyword, action in found.present.items():
-        meta["attributes_present"][keyword] = meta["attributes_present"].get(keyword, 0) + 1
-        meta["action_counts"][action] = meta["action_counts"].get(action, 0) + 1
-        if keyword in DIRECT_IDENTIFIERS:
-            direct = True
-    if found.present:
-        shown = sorted(found.present)
-        more = f" and {len(shown) - 8} more" if len(shown) > 8 else ""
-        findings.append(f"PS3.15 attributes with values: {', '.join(shown[:8])}{more}")
-    if found.private_tags:
+    for action, count in found.action_counts.items():
+        meta["action_counts"][action] = meta["action_counts"].get(action, 0) + count
+    names = sorted({name for _, name, _ in found.attributes})
+    for name in names:
+        meta["attributes_present"][name] = meta["attributes_present"].get(name, 0) + 1
+    # tags are spelled "(GGGG,EEEE)"
+    direct = any(
+        int(tag[1:5] + tag[6:10], 16) in DIRECT_IDENTIFIER_TAGS for tag, _, _ in found.attributes
+    )
+    if names:
+        more = f" and {len(names) - 6} more" if len(names) > 6 else ""
+        findings.append(f"{found.identifying_count} PS3.15 values: {', '.join(names[:6])}{more}")
+    if found.private_tag_count:
         meta["private_tags_files"] += 1
-        findings.append(f"{found.private_tags} private tags")
-    if found.burned_in_annotation != "NO":
+        findings.append(f"{found.private_tag_count} private tags")
+    if found.burned_in_risk is not None:
         meta["burned_in_annotation_files"] += 1
-        findings.append(f"BurnedInAnnotation {found.burned_in_annotation or 'absent'}")
-    if found.patient_identity_removed != "YES":
+        findings.append(f"possible burned-in text: {found.burned_in_risk}")
+    if (found.patient_identity_removed or "").upper() != "YES":
         meta["identity_not_removed_files"] += 1
         findings.append(f"PatientIdentityRemoved {found.patient_identity_removed or 'absent'}")
     patient_id = str(ds.get("PatientID", "") or "") or None
@@ -101,7 +104,6 @@ def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, str | Non
 def _audit_plain_image(path: Path, meta: Metadata) -> tuple[list[str], bool]:
     from PIL import Image
 
-    from deid.dicom.audit import audit_path_tokens
     from deid.io.image_read import image_metadata
 
     with Image.open(path) as image:
@@ -109,12 +111,12 @@ def _audit_plain_image(path: Path, meta: Metadata) -> tuple[list[str], bool]:
     if not embedded:
         return [], False
     meta["embedded_text_files"] += 1
-    # a text value with name/ID/date-like tokens counts as a direct identifier; values stay out
-    direct = any(audit_path_tokens(str(value)) for value in embedded.values())
-    kinds = ", ".join(sorted(embedded))
-    return [
-        f"embedded text or EXIF ({kinds})" + (", with PHI-looking values" if direct else "")
-    ], direct
+    # values with name/ID/date-like tokens count as direct identifiers; the values stay out
+    kinds = sorted({kind for value in embedded.values() for kind, _ in _tokens(str(value))})
+    found = f"embedded text or EXIF ({', '.join(sorted(embedded))})"
+    if kinds:
+        found += f" with {'/'.join(kinds)}-like values"
+    return [found], bool(kinds)
 
 
 def audit_release(
@@ -145,8 +147,6 @@ def audit_release(
         PatientID of each scored image (index-aligned with ``read_units``), or None when some
         image carries none (then linkage cannot rely on released pseudonyms).
     """
-    from deid.dicom.audit import audit_path_tokens
-
     meta = _new_metadata()
     patient_of: dict[Path, str | None] = {}
     files = [(p, item.kind) for item in items for p in item.paths]
@@ -156,9 +156,10 @@ def audit_release(
         findings: list[str] = []
         direct = False
         meta["n_files"] += 1
-        if audit_path_tokens(rel):
+        path_kinds = sorted({kind for kind, _ in _tokens(rel)})
+        if path_kinds:
             meta["path_phi_files"] += 1
-            findings.append("PHI-looking tokens in the file name or folders")
+            findings.append(f"{'/'.join(path_kinds)}-like tokens in the file name or folders")
             direct = True
         try:
             if kind == "dicom":

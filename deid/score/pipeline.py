@@ -204,12 +204,6 @@ def score_release(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
-    device = _resolve_device(options.device)
-    ckpt_dir = Path(options.checkpoint) if options.checkpoint else shipped_checkpoint()
-    say(f"loading checkpoint {ckpt_dir}")
-    model, pre_cfg, calibrator, ckpt = _load_model(ckpt_dir, device)
-    timings["load model"] = time.perf_counter() - t0
-
     say(f"discovering images in {release}")
     t = time.perf_counter()
     root = release if release.is_dir() else release.parent
@@ -223,6 +217,13 @@ def score_release(
         )
     units, labels = build_units(found.items, root, truth, found.skipped)
     timings["discover"] = time.perf_counter() - t
+
+    device = _resolve_device(options.device)
+    ckpt_dir = Path(options.checkpoint) if options.checkpoint else shipped_checkpoint()
+    say(f"loading checkpoint {ckpt_dir}")
+    t = time.perf_counter()
+    model, pre_cfg, calibrator, ckpt = _load_model(ckpt_dir, device)
+    timings["load model"] = time.perf_counter() - t
 
     cache = (
         EmbeddingCache(options.cache_dir or default_cache_dir(), ckpt["sha256"])
@@ -304,7 +305,12 @@ def score_release(
     for modality in embedded.modalities:
         per_modality[modality] = per_modality.get(modality, 0) + 1
     opts = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()}
-    opts.update(device=device, cache_hits=embedded.cache_hits, python=platform.python_version())
+    opts.update(
+        out=str(out),
+        device=device,
+        cache_hits=embedded.cache_hits,
+        python=platform.python_version(),
+    )
     results: Results = {
         "schema_version": SCHEMA_VERSION,
         "tool": {"name": "mami-deid", "version": __version__},

@@ -52,7 +52,8 @@ def _text_chunks(image: PhantomImage, phi: VisitPHI) -> PngInfo:
 
 def _encode(plane: np.ndarray, info: PngInfo) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(plane).save(buffer, format="PNG", pnginfo=info)
+    # level 3: about 3x faster than the default 6 for 2-4% larger files
+    Image.fromarray(plane).save(buffer, format="PNG", pnginfo=info, compress_level=3)
     return buffer.getvalue()
 
 

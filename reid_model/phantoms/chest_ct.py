@@ -237,10 +237,22 @@ def render_chest_ct(
     x, y = posed_grid(pose)
 
     def lung_point(frng: np.random.Generator) -> np.ndarray:
-        side = int(frng.integers(2))
-        lx, ly, lw, ld = anat.lungs[side]
-        return np.array([lx + frng.uniform(-0.45, 0.45) * lw, ly + frng.uniform(-0.5, 0.5) * ld,
-                         anat.core_mm + frng.uniform(-_CORE_HALF_MM, _CORE_HALF_MM)])
+        """A point well inside a lung at the core height (rejection sampling, fixed tries)."""
+        size = np.sin(np.pi * np.clip(anat.core_mm / _THORAX_MM * 0.88 + 0.06, 0.0, 1.0)) ** 0.5
+        candidates = frng.uniform(-0.8, 0.8, (64, 2))
+        sides = frng.integers(0, 2, 64)
+        z_mm = anat.core_mm + frng.uniform(-_CORE_HALF_MM, _CORE_HALF_MM)
+        for (cu, cv), side in zip(candidates, sides, strict=True):
+            lx, ly, lw, ld = anat.lungs[side]
+            r, edge = _harmonic_radius(np.array([cu]), np.array([cv]), anat.lung_shape[side])
+            px, py = lx + cu * lw * size, ly + cv * ld * size
+            hx, hy, hw, hd, _ = anat.heart
+            clear_of_heart = np.hypot((px - hx) / hw, (py - hy) / hd) > 1.25
+            clear_of_aorta = np.hypot(px - anat.aorta[2], py - anat.aorta[3]) > anat.aorta[4] + 0.06
+            if r[0] < 0.7 * edge[0] and clear_of_heart and clear_of_aorta:
+                return np.array([px, py, z_mm])
+        lx, ly, _, _ = anat.lungs[sides[0]]
+        return np.array([lx, ly, z_mm])
 
     nod = finding_rng(seed, dataset, patient_index, "nodule", None)
     nod_centre, nod_r = lung_point(nod), float(nod.uniform(4.0, 8.0))
@@ -255,8 +267,8 @@ def render_chest_ct(
         lungish = soft_step(-500.0 - hu, 150.0)  # lung parenchyma, where the findings live
         if findings.get("ground_glass"):
             blob = _finding_blob(x, y, z_mm, ggo_centre, ggo_r)
-            patchy = np.clip(0.7 + 0.5 * sample_field(ggo_field, x - ggo_centre[0], y - ggo_centre[1]), 0, 1)
-            hu += 280.0 * blob * patchy * lungish
+            patchy = np.clip(0.8 + 0.25 * sample_field(ggo_field, x - ggo_centre[0], y - ggo_centre[1]), 0.4, 1.0)
+            hu += 350.0 * blob * patchy * lungish
         if findings.get("nodule"):
             hu += 900.0 * _finding_blob(x, y, z_mm, nod_centre, nod_r) * lungish
         slices[i] = hu

@@ -19,6 +19,7 @@ from reid_model.phantoms.common import (
     Pose,
     anatomy_rng,
     days_since_first_visit,
+    disk_map,
     drift,
     gaussian_blur,
     posed_grid,
@@ -111,7 +112,7 @@ def chest_anatomy(seed: int, dataset: str, patient_index: int) -> ChestAnatomy:
         lung_harmonics=_f32(np.stack(
             [rng.uniform(-0.05, 0.05, (2, 3)), rng.uniform(0, 2 * np.pi, (2, 3))], axis=-1
         )),
-        heart=_f32([u(0.03, 0.1), u(0.24, 0.32), u(0.3, 0.36), u(0.2, 0.25), u(-25, -8)]),
+        heart=_f32([u(0.04, 0.11), u(0.2, 0.27), u(0.28, 0.34), u(0.22, 0.27), u(22, 42)]),
         heart_harmonics=_f32(np.stack(
             [rng.uniform(-0.05, 0.05, 3), rng.uniform(0, 2 * np.pi, 3)], -1)),
         knob=_f32([u(0.08, 0.14), u(-0.2, -0.1), u(0.05, 0.08)]),
@@ -149,6 +150,40 @@ def _aged(anat: ChestAnatomy, years: float) -> ChestAnatomy:
     )
 
 
+_TABLE = 512
+_DOME = np.sqrt(np.clip(1.0 - ((np.linspace(0, 1, _TABLE) - 0.4) / 0.62) ** 2, 0.0, 1.0))[None].astype(np.float32)
+
+
+def _lookup(table: np.ndarray, t: np.ndarray, row: np.ndarray | int) -> np.ndarray:
+    """Nearest-sample lookup of 1D profiles ``table[row]`` at t in [0, 1] (cheaper than
+    evaluating the trigonometric profile per pixel)."""
+    return table.ravel()[(t * (_TABLE - 1) + 0.5).astype(np.intp) + row * _TABLE]
+
+
+def _lung_profiles(anat: ChestAnatomy) -> np.ndarray:
+    """Lateral lung edge (fraction of the lung width) from apex (t = 0) to base, per side."""
+    t = np.linspace(0.0, 1.0, _TABLE)
+    rounded_apex = np.sin(0.5 * np.pi * np.minimum(t / 0.45, 1.0)) ** 0.5
+    rows = []
+    for harm in anat.lung_harmonics:
+        wobble = sum(a * np.sin((k + 1) * np.pi * t + p) for k, (a, p) in enumerate(harm))
+        rows.append(rounded_apex * (1.0 + wobble))
+    return np.asarray(rows, np.float32)
+
+
+def _angular_harmonics(dx: np.ndarray, dy: np.ndarray, harmonics: np.ndarray) -> np.ndarray:
+    """Sum of a_k cos(k theta + p_k), k = 2, 3, 4, from cos/sin of the angle (no arctan2)."""
+    r = np.sqrt(dx * dx + dy * dy) + 1e-6
+    c, s = dx / r, dy / r
+    c2, s2 = c * c - s * s, 2 * c * s
+    c3, s3 = c * c2 - s * s2, s * c2 + c * s2
+    c4, s4 = c2 * c2 - s2 * s2, 2 * c2 * s2
+    out = np.zeros_like(dx)
+    for (a, p), (ck, sk) in zip(harmonics, ((c2, s2), (c3, s3), (c4, s4)), strict=True):
+        out += float(a * np.cos(p)) * ck - float(a * np.sin(p)) * sk
+    return out
+
+
 def _side_coords(x: np.ndarray, spine_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lateral distance from the spine and side index (0 = image left = patient right in PA)."""
     rel = x - spine_x
@@ -156,7 +191,8 @@ def _side_coords(x: np.ndarray, spine_x: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _attenuation(
-    anat: ChestAnatomy, x: np.ndarray, y: np.ndarray, ap_view: bool, vessels: np.ndarray
+    anat: ChestAnatomy, pose: Pose, x: np.ndarray, y: np.ndarray, ap_view: bool,
+    vessels: np.ndarray, cardiomegaly: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation map (0 = air) and the lung mask, in the posed patient coordinates."""
     sp = anat.spine
@@ -177,11 +213,9 @@ def _attenuation(
     med, wid = anat.lung_medial[side], anat.lung_width[side]
     top, bottom, dome = anat.lung_top[side], anat.lung_bottom[side], anat.dome[side]
     t = np.clip((y - top) / (bottom - top), 0.0, 1.0)
-    harm = anat.lung_harmonics[side]
-    wobble = sum(harm[..., k, 0] * np.sin((k + 1) * np.pi * t + harm[..., k, 1]) for k in range(3))
-    lateral = med + wid * np.sin(0.5 * np.pi * np.minimum(t / 0.45, 1.0)) ** 0.5 * (1 + wobble)
+    lateral = med + wid * _lookup(_lung_profiles(anat), t, side)
     q = np.clip((u - med) / wid, 0.0, 1.0)
-    diaphragm = bottom - dome * np.sqrt(np.clip(1.0 - ((q - 0.4) / 0.62) ** 2, 0.0, 1.0)) + 0.05 * q
+    diaphragm = bottom - dome * _lookup(_DOME, q, 0) + 0.05 * q
     lung = (soft_step(u - med, 0.012) * soft_step(lateral - u, 0.012)
             * soft_step(y - top, 0.015) * soft_step(diaphragm - y, 0.012))
 
@@ -189,19 +223,18 @@ def _attenuation(
     hx, hy, hax, hay, hang = anat.heart
     if ap_view:  # the heart is further from the detector in AP: magnified
         hax, hay = hax * 1.1, hay * 1.08
+    if cardiomegaly:  # mostly the left ventricle: the heart grows to the left and down
+        hx, hy, hax, hay = hx + 0.04, hy + 0.03, hax * 1.3, hay * 1.15
     ca, sa = np.cos(np.deg2rad(hang)), np.sin(np.deg2rad(hang))
     dx, dy = x - hx, y - hy
     hr = np.hypot((ca * dx + sa * dy) / hax, (-sa * dx + ca * dy) / hay)
-    theta = np.arctan2(dy, dx)
-    border = 1.0 + sum(a * np.cos((k + 2) * theta + p)
-                       for k, (a, p) in enumerate(anat.heart_harmonics))
-    heart = soft_step(border - hr, 0.04)
-    kx, ky, kr = anat.knob
-    knob = soft_step(kr - np.hypot(x - kx, y - ky), 0.012)
+    heart = soft_step(1.0 + _angular_harmonics(dx, dy, anat.heart_harmonics) - hr, 0.04)
+    kx, ky, kr = (float(v) for v in anat.knob)
+    knob = disk_map(pose, np.array([[kx, ky]]), np.array([kr]), edge=1.5)
     mediastinum = np.maximum(heart, 0.8 * knob)
     air = lung * (1.0 - mediastinum)
-    att -= 0.5 * air * (0.75 + 0.25 * np.sin(np.pi * q))
-    att += 0.12 * mediastinum
+    att -= 0.58 * air * (0.75 + 0.25 * np.sin(np.pi * q))
+    att += 0.03 * mediastinum
 
     # Pulmonary vessels drawn from the hila, plus the hilar shadows.
     hilum = np.hypot(u - med - 0.08, (y + 0.02) * 0.8)
@@ -209,10 +242,10 @@ def _attenuation(
 
     # Trachea and main bronchi (air column above the carina).
     att -= 0.16 * soft_step(0.032 - np.abs(x - spine_x), 0.008) * soft_step(-0.1 - y, 0.02)
-    bubble_x, bubble_y, bubble_r = anat.bubble
+    bubble_x, bubble_y, bubble_r = (float(v) for v in anat.bubble)
     if bubble_r > 0:
-        by = anat.lung_bottom[1] + bubble_y
-        att -= 0.25 * soft_step(bubble_r - np.hypot((x - bubble_x) / 1.3, y - by), 0.01)
+        centre = np.array([[bubble_x, float(anat.lung_bottom[1]) + bubble_y]])
+        att -= 0.25 * disk_map(pose, centre, np.array([bubble_r]), edge=1.5)
 
     # Spine: vertebral bodies separated by darker disc spaces; pedicles as bright rings.
     sw = sp[5] * (1.0 + 0.25 * (y + 1.0) / 2.0)
@@ -257,9 +290,8 @@ def _attenuation(
     cz = ((y - clav_y) / 0.032) ** 2
     clav = np.exp(-(cz * cz)) * soft_step(u - 0.05, 0.01) * soft_step(0.65 - u, 0.03)
     att += 0.22 * clav
-    for s, sx in ((0, -1.0), (1, 1.0)):
-        hx_, hy_, hr_ = anat.humerus[s]
-        att += 0.3 * soft_step(hr_ - np.hypot(x - sx * hx_, y - hy_), 0.01)
+    heads = anat.humerus[:, :2] * np.array([[-1.0, 1.0], [1.0, 1.0]])
+    att += 0.3 * disk_map(pose, heads, anat.humerus[:, 2], edge=1.5)
     return att, lung * (1.0 - mediastinum)
 
 
@@ -290,8 +322,8 @@ def _add_findings(
     if findings.get("opacity"):
         px, py = lung_point(opa_side, opa_q, opa_t)
         blob = soft_step(1.0 - np.hypot((x - px) / opa_r, (y - py) / (0.8 * opa_r)), 0.25)
-        patches = np.clip(0.6 + 0.5 * sample_field(opa_field, x - px, y - py), 0.0, 1.0)
-        att += 0.4 * lung * blob * patches
+        patches = np.clip(0.7 + 0.4 * sample_field(opa_field, x - px, y - py), 0.2, 1.0)
+        att += 0.5 * (0.4 + 0.6 * lung) * blob * patches  # also seen through the heart, fainter
     if findings.get("effusion"):
         sign = 1.0 if eff_side == 1 else -1.0
         q = np.clip((sign * x - anat.lung_medial[eff_side]) / anat.lung_width[eff_side], 0.0, 1.0)
@@ -315,14 +347,14 @@ def render_chest_xray(
     x, y = posed_grid(pose)
 
     vessels = draw_tree(anat.vessels, pose, width_scale=1.0)
-    att, lung = _attenuation(anat, x, y, ap_view, vessels)
+    att, lung = _attenuation(anat, pose, x, y, ap_view, vessels, bool(findings.get("cardiomegaly")))
     att = _add_findings(att, lung, anat, x, y, findings, seed, dataset, patient_index, visit)
 
     # Exposure and tone curve, then the detector (pattern, blur, noise) in detector coordinates.
-    k = rng.uniform(1.4, 2.4)
-    img = (1.0 - np.exp(-k * np.clip(att, 0.0, None))) / (1.0 - np.exp(-k * 1.35))
+    k = rng.uniform(0.9, 1.8)
+    img = (1.0 - np.exp(-k * np.clip(att, 0.0, None))) / (1.0 - np.exp(-k * 1.2))
     lo, hi = rng.uniform(-0.06, 0.10), rng.uniform(0.92, 1.12)
-    gamma = device.gamma * rng.uniform(0.8, 1.25)
+    gamma = device.gamma * rng.uniform(1.0, 1.5)
     img = np.clip((img - lo) / (hi - lo), 0.0, 1.0)
     img = img * device_pattern(dataset, device_index)
     img = gaussian_blur(img, device.blur + rng.uniform(0.0, 0.7))

@@ -1,0 +1,105 @@
+import json
+
+import numpy as np
+import pytest
+
+from deid.errors import InputError
+from deid.risk import linkage_risk, topk_neighbours
+from reid_model.calibration import Calibrator
+
+
+def _brute_force(x, k, groups):
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ xn.T
+    g = np.arange(len(x)) if groups is None else np.asarray(groups)
+    sims[g[:, None] == g[None, :]] = -np.inf
+    return np.sort(sims, axis=1)[:, ::-1][:, :k]
+
+
+@pytest.mark.parametrize("chunk", [3, 7, 50, 1000])
+@pytest.mark.parametrize("with_groups", [False, True])
+def test_topk_matches_brute_force(chunk, with_groups):
+    rng = np.random.default_rng(chunk)
+    x = rng.normal(size=(83, 6))
+    groups = rng.choice(["a", "b", "c", "d", "e", "f", "g"], 83) if with_groups else None
+    idx, sims = topk_neighbours(x, 4, chunk, groups=groups)
+    np.testing.assert_allclose(sims, _brute_force(x, 4, groups), atol=1e-5)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    rows = np.arange(83)[:, None]
+    np.testing.assert_allclose((xn[rows] * xn[idx]).sum(-1), sims, atol=1e-5)
+    assert np.all(idx != rows)
+    if with_groups:
+        assert np.all(groups[idx] != groups[:, None])
+
+
+def test_topk_pads_when_too_few_candidates():
+    x = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    idx, sims = topk_neighbours(x, 3, chunk=2, groups=["p", "p", "q"])
+    assert idx[0].tolist() == [2, -1, -1] and np.isneginf(sims[0, 1:]).all()
+    assert idx[2].tolist()[:2] == [1, 0] and idx[2, 2] == -1
+    with pytest.raises(InputError, match="finite"):
+        topk_neighbours(np.array([[np.nan, 1.0]]), 1)
+    with pytest.raises(InputError, match="k and chunk"):
+        topk_neighbours(x, 0)
+
+
+def _release(seed: int = 0):
+    """Six patients x two images, tight clusters, and a calibrator: cos > ~0.8 -> same patient."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(6, 32))
+    patient = np.repeat(np.arange(6), 2)
+    emb = centres[patient] + 0.05 * rng.normal(size=(12, 32))
+    s = np.r_[rng.uniform(0.85, 1.0, 200), rng.uniform(-0.4, 0.6, 800)]
+    same = np.r_[np.ones(200, bool), np.zeros(800, bool)]
+    return emb, patient, Calibrator().fit(s, same, "isotonic")
+
+
+def test_correct_pseudonyms_leave_nothing_to_link():
+    emb, patient, cal = _release()
+    out = linkage_risk(emb, cal, [f"P{p}" for p in patient], threshold=0.5)
+    summary = out["summary"]
+    json.dumps(summary)
+    assert summary["records_at_risk"] == 0 and summary["highest_risk"] < 0.5
+    assert summary["estimated_patients"] == summary["claimed_patients"] == 6
+    assert summary["linked_pseudonym_pairs"] == 0
+    links = out["per_record"]["link"]
+    assert np.all(patient[links] != patient)  # links only go to other pseudonyms
+
+
+def test_one_patient_under_two_pseudonyms_is_found():
+    emb, patient, cal = _release()
+    names = [f"P{p}" for p in patient]
+    names[11] = "P-extra"  # patient 5's second image released under a new pseudonym
+    out = linkage_risk(emb, cal, names, threshold=0.5)
+    s, per = out["summary"], out["per_record"]
+    assert s["claimed_patients"] == 7 and s["estimated_patients"] == 6
+    assert s["records_at_risk"] == 2 and s["linked_pseudonym_pairs"] == 1
+    assert per["link"][10] == 11 and per["link"][11] == 10
+    assert per["risk"][10] == pytest.approx(1.0) and s["highest_risk"] == pytest.approx(1.0)
+    assert s["average_risk"] == pytest.approx(per["risk"].mean())
+    assert per["cluster"][10] == per["cluster"][11] != per["cluster"][0]
+
+
+def test_release_without_ids_links_every_image_to_its_sibling():
+    emb, patient, cal = _release()
+    out = linkage_risk(emb, cal, None, threshold=0.9, k=3)
+    s, per = out["summary"], out["per_record"]
+    assert s["records_at_risk"] == 12 and s["share_at_risk"] == 1.0
+    assert s["claimed_patients"] is None and s["estimated_patients"] == 6
+    assert np.all(patient[per["link"]] == patient) and np.all(per["link"] != np.arange(12))
+    np.testing.assert_allclose(per["risk"], cal.predict(per["similarity"]))
+
+
+def test_single_image_and_errors():
+    emb, _, cal = _release()
+    out = linkage_risk(emb[:1], cal, ["a"])
+    assert out["summary"]["highest_risk"] == 0.0 and out["per_record"]["link"][0] == -1
+    assert out["summary"]["estimated_patients"] == 1
+    with pytest.raises(InputError, match="threshold"):
+        linkage_risk(emb, cal, None, threshold=1.5)
+    with pytest.raises(InputError, match="pseudonym"):
+        linkage_risk(emb, cal, ["a", "b"])
+    with pytest.raises(InputError, match="no images"):
+        linkage_risk(emb[:0], cal, None)
+    with pytest.raises(InputError, match="no pseudonym"):
+        linkage_risk(emb[:2], cal, ["a", None])
