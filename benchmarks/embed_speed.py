@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from reid_model.config import load_preset
 from reid_model.model import MaMI
@@ -42,11 +42,20 @@ def time_per_batch(fn: Callable[[], Tensor], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def measure(models: dict[str, Callable[[Tensor], Tensor]], x: Tensor, device: torch.device,
-            warmup: int, repeats: int, bf16: bool) -> dict[str, float]:
+def measure(
+    models: dict[str, Callable[[Tensor], Tensor]],
+    x: Tensor,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    bf16: bool,
+) -> dict[str, float]:
     """Images/s of each model: median over ``repeats`` interleaved timed batches."""
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext()
+    )
     times: dict[str, list[float]] = {name: [] for name in models}
     with torch.inference_mode(), autocast:
         for _ in range(warmup):
@@ -98,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         machine = torch.cuda.get_device_name(device)
     else:
         machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-    params = {name: sum(p.numel() for p in m.parameters()) / 1e6
-              for name, m in (("MaMI", mami), ("plain ViT", plain))}
-    command = "python benchmarks/embed_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    params = {
+        name: sum(p.numel() for p in m.parameters()) / 1e6
+        for name, m in (("MaMI", mami), ("plain ViT", plain))
+    }
+    command = "python benchmarks/embed_speed.py " + " ".join(
+        argv if argv is not None else sys.argv[1:]
+    )
     lines = [
         f"### embed_speed: preset `{args.preset}`, {device.type}, batch {batch}, "
         f"{'bf16' if bf16 else 'fp32'}",

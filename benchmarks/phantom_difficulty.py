@@ -31,15 +31,23 @@ def thumbnail(image: PhantomImage, side: int = 32) -> np.ndarray:
         pixels = pixels[pixels.shape[0] // 2]
     channels = pixels[..., None] if pixels.ndim == 2 else pixels
     small = np.stack(
-        [np.asarray(Image.fromarray(channels[..., c].astype(np.float32), mode="F")
-                    .resize((side, side), Image.Resampling.BOX)) for c in range(channels.shape[-1])],
+        [
+            np.asarray(
+                Image.fromarray(channels[..., c].astype(np.float32), mode="F").resize(
+                    (side, side), Image.Resampling.BOX
+                )
+            )
+            for c in range(channels.shape[-1])
+        ],
         axis=-1,
     ).ravel()
     small = small - small.mean()
     return small / (np.linalg.norm(small) + 1e-12)
 
 
-def rank_metrics(sim: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray) -> tuple[float, float, float]:
+def rank_metrics(
+    sim: np.ndarray, q_ids: np.ndarray, g_ids: np.ndarray
+) -> tuple[float, float, float]:
     """Rank-1, rank-5 and mAP of queries against a gallery from a similarity matrix."""
     order = np.argsort(-sim, axis=1, kind="stable")
     hits = g_ids[order] == q_ids[:, None]
@@ -65,8 +73,15 @@ def evaluate(dataset: str, n_patients: int, n_visits: int, seed: int) -> dict[st
     qg = query_gallery(images)
     q, g = np.array(qg.query), np.array(qg.gallery)
     rank1, rank5, m_ap = rank_metrics(feats[q] @ feats[g].T, ids[q], ids[g])
-    return {"rank1": rank1, "rank5": rank5, "mAP": m_ap, "chance": (n_visits - 1) / len(g),
-            "queries": len(q), "gallery": len(g), "seconds": seconds}
+    return {
+        "rank1": rank1,
+        "rank5": rank5,
+        "mAP": m_ap,
+        "chance": (n_visits - 1) / len(g),
+        "queries": len(q),
+        "gallery": len(g),
+        "seconds": seconds,
+    }
 
 
 def main() -> None:
@@ -81,12 +96,17 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for dataset in args.datasets:
         r = evaluate(dataset, args.patients, args.visits, args.seed)
-        print(f"| {dataset} | {r['queries']} | {r['gallery']} | {r['rank1']:.1%} | {r['rank5']:.1%} "
-              f"| {r['mAP']:.3f} | {r['chance']:.1%} | {r['seconds']:.0f} |", flush=True)
+        print(
+            f"| {dataset} | {r['queries']} | {r['gallery']} | {r['rank1']:.1%} | {r['rank5']:.1%} "
+            f"| {r['mAP']:.3f} | {r['chance']:.1%} | {r['seconds']:.0f} |",
+            flush=True,
+        )
     print()
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs (OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"
+    )
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
 
 

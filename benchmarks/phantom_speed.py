@@ -2,6 +2,8 @@
 
 Patients are rendered visit after visit as ``generate`` does, so the per-patient anatomy cache
 is used as in training-data generation; the first visit of each patient pays for its anatomy.
+Both wall-clock and process CPU time are reported: on a shared machine the CPU-time rate is the
+one that says what one free core delivers.
 
 Usage: python benchmarks/phantom_speed.py [--patients 10] [--visits 3] [--seed 0]
 """
@@ -43,12 +45,17 @@ def main() -> None:
             n += 1
             slices += image.pixels.shape[0] if image.is_volume else 1
         seconds = time.perf_counter() - start
-        print(f"| {dataset} | {n} | {n / seconds:.1f} | {1000 * seconds / n:.0f} | "
-              f"{slices / n:.1f} |", flush=True)
+        print(
+            f"| {dataset} | {n} | {n / seconds:.1f} | {1000 * seconds / n:.0f} | "
+            f"{slices / n:.1f} |",
+            flush=True,
+        )
     print()
     print(f"command: python {' '.join(sys.argv)}")
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, pinned to 1 core, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(
+        f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPUs, pinned to 1 core, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+    )
     print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(f"date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
 

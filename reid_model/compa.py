@@ -27,15 +27,20 @@ class FactorGenerator(nn.Module):
     Zero-initialising both read-outs would leave both without gradient forever.
     """
 
-    def __init__(self, in_dim: int, depth: int, shapes: dict[str, tuple[int, int]], rank: int,
-                 hidden: int) -> None:
+    def __init__(
+        self, in_dim: int, depth: int, shapes: dict[str, tuple[int, int]], rank: int, hidden: int
+    ) -> None:
         super().__init__()
         self.depth, self.rank, self.shapes = depth, rank, dict(shapes)
         self.block_embed = nn.Parameter(torch.randn(depth, hidden) * 0.02)
         self.inp = nn.Linear(in_dim, hidden)
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
-        self.to_a = nn.ModuleDict({n: nn.Linear(hidden, rank * d_in) for n, (d_in, _) in shapes.items()})
-        self.to_b = nn.ModuleDict({n: nn.Linear(hidden, d_out * rank) for n, (_, d_out) in shapes.items()})
+        self.to_a = nn.ModuleDict(
+            {n: nn.Linear(hidden, rank * d_in) for n, (d_in, _) in shapes.items()}
+        )
+        self.to_b = nn.ModuleDict(
+            {n: nn.Linear(hidden, d_out * rank) for n, (_, d_out) in shapes.items()}
+        )
         for layer in self.to_b.values():
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -81,13 +86,20 @@ class ComPA(nn.Module):
         Number of bases, LoRA rank and hidden width.
     """
 
-    def __init__(self, dim: int, depth: int, shapes: dict[str, tuple[int, int]],
-                 cfg: ComPAConfig) -> None:
+    def __init__(
+        self, dim: int, depth: int, shapes: dict[str, tuple[int, int]], cfg: ComPAConfig
+    ) -> None:
         super().__init__()
         hidden = cfg.context_hidden
-        self.local_context = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden))
-        self.global_context = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.GELU(),
-                                            nn.Linear(hidden, cfg.num_bases))
+        self.local_context = nn.Sequential(
+            nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, hidden)
+        )
+        self.global_context = nn.Sequential(
+            nn.LayerNorm(hidden),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Linear(hidden, cfg.num_bases),
+        )
         self.bases = nn.Parameter(torch.randn(cfg.num_bases, dim) * dim**-0.5)  # Omega: L x D
         att = {n: s for n, s in shapes.items() if n == "qkv"}
         ffn = {n: s for n, s in shapes.items() if n in ("fc1", "fc2")}

@@ -24,7 +24,9 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _C = TypeVar("_C")
 
 
-def _from_dict(cls: type[_C], data: dict[str, Any], nested: dict[str, type] | None = None) -> _C:
+def from_plain_dict(
+    cls: type[_C], data: dict[str, Any], nested: dict[str, type] | None = None
+) -> _C:
     """Build dataclass ``cls`` from ``data``; unknown keys raise, lists become tuples."""
     if not isinstance(data, dict):
         raise InputError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}.")
@@ -48,12 +50,12 @@ def _from_dict(cls: type[_C], data: dict[str, Any], nested: dict[str, type] | No
         raise InputError(f"{cls.__name__}: {exc}. Add the missing key(s).") from exc
 
 
-def _to_dict(obj: Any) -> dict[str, Any]:
+def to_plain_dict(obj: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
-            value = _to_dict(value)
+            value = to_plain_dict(value)
         elif isinstance(value, tuple):
             value = list(value)
         out[f.name] = value
@@ -85,15 +87,25 @@ class BackboneConfig:
     act: Literal["gelu", "quick_gelu"] = "gelu"  # OpenAI CLIP weights use quick_gelu
 
     def __post_init__(self) -> None:
-        _check_positive("BackboneConfig", img_size=self.img_size, patch_size=self.patch_size,
-                        embed_dim=self.embed_dim, depth=self.depth, num_heads=self.num_heads,
-                        mlp_ratio=self.mlp_ratio)
+        _check_positive(
+            "BackboneConfig",
+            img_size=self.img_size,
+            patch_size=self.patch_size,
+            embed_dim=self.embed_dim,
+            depth=self.depth,
+            num_heads=self.num_heads,
+            mlp_ratio=self.mlp_ratio,
+        )
         if self.img_size % self.patch_size:
-            raise InputError(f"BackboneConfig: img_size {self.img_size} is not a multiple of "
-                             f"patch_size {self.patch_size}.")
+            raise InputError(
+                f"BackboneConfig: img_size {self.img_size} is not a multiple of "
+                f"patch_size {self.patch_size}."
+            )
         if self.embed_dim % self.num_heads:
-            raise InputError(f"BackboneConfig: embed_dim {self.embed_dim} is not divisible by "
-                             f"num_heads {self.num_heads}.")
+            raise InputError(
+                f"BackboneConfig: embed_dim {self.embed_dim} is not divisible by "
+                f"num_heads {self.num_heads}."
+            )
         _check_choice("BackboneConfig", "act", self.act, ("gelu", "quick_gelu"))
 
     @property
@@ -102,10 +114,10 @@ class BackboneConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BackboneConfig:
-        return _from_dict(cls, data)
+        return from_plain_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -119,8 +131,12 @@ class ComPAConfig:
     context_hidden: int = 256  # width of the modality-context and parameter-net MLPs
 
     def __post_init__(self) -> None:
-        _check_positive("ComPAConfig", num_bases=self.num_bases, lora_rank=self.lora_rank,
-                        context_hidden=self.context_hidden)
+        _check_positive(
+            "ComPAConfig",
+            num_bases=self.num_bases,
+            lora_rank=self.lora_rank,
+            context_hidden=self.context_hidden,
+        )
         for target in self.lora_targets:
             _check_choice("ComPAConfig", "lora_targets", target, ("qkv", "fc1", "fc2"))
         if len(set(self.lora_targets)) != len(self.lora_targets):
@@ -128,10 +144,10 @@ class ComPAConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ComPAConfig:
-        return _from_dict(cls, data)
+        return from_plain_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -146,8 +162,12 @@ class HeadConfig:
     volume_pooling: Literal["mean", "attention"] = "mean"  # slice embeddings -> volume embedding
 
     def __post_init__(self) -> None:
-        _check_positive("HeadConfig", num_queries=self.num_queries, embed_dim=self.embed_dim,
-                        align_temperature=self.align_temperature)
+        _check_positive(
+            "HeadConfig",
+            num_queries=self.num_queries,
+            embed_dim=self.embed_dim,
+            align_temperature=self.align_temperature,
+        )
         _check_choice("HeadConfig", "align", self.align, ("difference", "single", "none"))
         _check_choice("HeadConfig", "volume_pooling", self.volume_pooling, ("mean", "attention"))
         if self.align_weight < 0:
@@ -155,10 +175,10 @@ class HeadConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeadConfig:
-        return _from_dict(cls, data)
+        return from_plain_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -177,25 +197,30 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         _check_positive("PreprocessConfig", img_size=self.img_size)
-        _check_choice("PreprocessConfig", "interpolation", self.interpolation,
-                      ("bilinear", "bicubic"))
+        _check_choice(
+            "PreprocessConfig", "interpolation", self.interpolation, ("bilinear", "bicubic")
+        )
         _check_choice("PreprocessConfig", "intensity", self.intensity, ("percentile",))
         _check_choice("PreprocessConfig", "in_chans", self.in_chans, (3,))
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise InputError("PreprocessConfig: mean and std need one value per channel "
-                             f"({self.in_chans}), got {len(self.mean)} and {len(self.std)}.")
+            raise InputError(
+                "PreprocessConfig: mean and std need one value per channel "
+                f"({self.in_chans}), got {len(self.mean)} and {len(self.std)}."
+            )
         if min(self.std) <= 0:
             raise InputError(f"PreprocessConfig.std must be > 0, got {self.std}.")
         if not 0.0 <= self.low_pct < self.high_pct <= 100.0:
-            raise InputError("PreprocessConfig: need 0 <= low_pct < high_pct <= 100, got "
-                             f"{self.low_pct}, {self.high_pct}.")
+            raise InputError(
+                "PreprocessConfig: need 0 <= low_pct < high_pct <= 100, got "
+                f"{self.low_pct}, {self.high_pct}."
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PreprocessConfig:
-        return _from_dict(cls, data)
+        return from_plain_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -211,17 +236,23 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.preprocess.img_size != self.backbone.img_size:
-            raise InputError(f"ModelConfig: preprocess.img_size {self.preprocess.img_size} differs "
-                             f"from backbone.img_size {self.backbone.img_size}; make them equal.")
+            raise InputError(
+                f"ModelConfig: preprocess.img_size {self.preprocess.img_size} differs "
+                f"from backbone.img_size {self.backbone.img_size}; make them equal."
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        nested = {"backbone": BackboneConfig, "compa": ComPAConfig, "head": HeadConfig,
-                  "preprocess": PreprocessConfig}
-        return _from_dict(cls, data, nested)
+        nested = {
+            "backbone": BackboneConfig,
+            "compa": ComPAConfig,
+            "head": HeadConfig,
+            "preprocess": PreprocessConfig,
+        }
+        return from_plain_dict(cls, data, nested)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 @dataclass(frozen=True)
@@ -242,21 +273,28 @@ class TrainConfig:
     images_per_epoch: int = 0  # 0: one pass over the training images
 
     def __post_init__(self) -> None:
-        _check_positive("TrainConfig", epochs=self.epochs, batch_p=self.batch_p,
-                        batch_k=self.batch_k, lr=self.lr)
+        _check_positive(
+            "TrainConfig",
+            epochs=self.epochs,
+            batch_p=self.batch_p,
+            batch_k=self.batch_k,
+            lr=self.lr,
+        )
         if self.warmup_epochs < 0 or self.weight_decay < 0 or self.images_per_epoch < 0:
-            raise InputError("TrainConfig: warmup_epochs, weight_decay and images_per_epoch must "
-                             "be >= 0.")
+            raise InputError(
+                "TrainConfig: warmup_epochs, weight_decay and images_per_epoch must be >= 0."
+            )
         if not 0.0 <= self.label_smoothing < 1.0:
-            raise InputError(f"TrainConfig.label_smoothing must be in [0, 1), got "
-                             f"{self.label_smoothing}.")
+            raise InputError(
+                f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}."
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return _from_dict(cls, data)
+        return from_plain_dict(cls, data)
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_dict(self)
+        return to_plain_dict(self)
 
 
 def available_presets() -> list[str]:
@@ -285,13 +323,18 @@ def load_preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     if not path.is_file():
         path = Path(name)
         if not path.is_file():
-            raise InputError(f"Unknown preset {name!r}: use one of {available_presets()} or the "
-                             "path of a preset JSON file.")
+            raise InputError(
+                f"Unknown preset {name!r}: use one of {available_presets()} or the "
+                "path of a preset JSON file."
+            )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise InputError(f"Preset {path} cannot be read as JSON ({exc}); fix or replace it.") from exc
+        raise InputError(
+            f"Preset {path} cannot be read as JSON ({exc}); fix or replace it."
+        ) from exc
     if not isinstance(data, dict) or set(data) != {"model", "train"}:
-        raise InputError(f"Preset {path} must be a JSON object with exactly the keys "
-                         "'model' and 'train'.")
+        raise InputError(
+            f"Preset {path} must be a JSON object with exactly the keys 'model' and 'train'."
+        )
     return ModelConfig.from_dict(data["model"]), TrainConfig.from_dict(data["train"])

@@ -19,13 +19,17 @@ import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from deid.errors import InputError, UnreadableFileError
+from reid_model.config import PreprocessConfig
+
+if TYPE_CHECKING:
+    from reid_model.phantoms.types import PhantomImage
 
 SPLITS = ("train", "val", "test")
 # truth.csv columns that are not findings
@@ -87,6 +91,7 @@ class PhantomSource:
     """
 
     def __init__(self, datasets: Sequence[str], n_patients: int, n_visits: int, seed: int = 0):
+        from reid_model.phantoms.findings import visit_findings
         from reid_model.phantoms.protocol import split_of
         from reid_model.phantoms.types import DATASETS
 
@@ -108,14 +113,15 @@ class PhantomSource:
                 dataset=dataset,
                 visit=visit,
                 split=split_of(index, seed),
+                findings=visit_findings(seed, dataset, index, visit),
                 key=(dataset, index, visit),
             )
-            for dataset in datasets
+            for dataset in dict.fromkeys(datasets)  # each once, in the given order
             for index in range(n_patients)
             for visit in range(n_visits)
         ]
 
-    def render(self, entry: ImageEntry):  # -> PhantomImage
+    def render(self, entry: ImageEntry) -> PhantomImage:
         from reid_model.phantoms.generator import render
 
         dataset, index, visit = entry.key
@@ -129,7 +135,6 @@ class PhantomSource:
 
     def load(self, entry: ImageEntry) -> tuple[np.ndarray, str]:
         image = self.render(entry)
-        entry.findings.update(image.findings)  # known only once rendered
         return image.pixels.astype(np.float32), self.modalities[entry.dataset]
 
 
@@ -303,7 +308,7 @@ class ReidDataset(Dataset[ReidSample]):
         self,
         source: ImageSource,
         entries: Sequence[ImageEntry],
-        preprocess_cfg: object,
+        preprocess_cfg: PreprocessConfig,
         volume_mode: Literal["volume", "slice"] = "volume",
     ) -> None:
         self.source = source
@@ -358,9 +363,8 @@ class ReidDataset(Dataset[ReidSample]):
         cache: list[torch.Tensor | None] = [None] * len(self)
         keys = [_cache_key(self.source, e, self.preprocess_cfg) for e in self.entries]
         for i, key in enumerate(keys):
-            if key is not None and key in _PROCESS_CACHE:
-                cache[i], findings = _PROCESS_CACHE[key]
-                self.entries[i].findings.update(findings)
+            if key is not None:
+                cache[i] = _PROCESS_CACHE.get(key)
         missing = [i for i, x in enumerate(cache) if x is None]
         loader = DataLoader(
             _Preprocessed(self, missing),
@@ -368,11 +372,10 @@ class ReidDataset(Dataset[ReidSample]):
             num_workers=num_workers,
             collate_fn=_identity,
         )
-        for i, (tensor, findings) in zip(missing, loader, strict=True):
-            self.entries[i].findings.update(findings)
+        for i, tensor in zip(missing, loader, strict=True):
             cache[i] = tensor.to(torch.float16)
             if keys[i] is not None:
-                _remember(keys[i], cache[i], findings)
+                _remember(keys[i], cache[i])
         self._cache = cache  # type: ignore[assignment]
 
     def set_slice_seed(self, seed: int | None) -> None:
@@ -382,7 +385,7 @@ class ReidDataset(Dataset[ReidSample]):
 
 
 class _Preprocessed(Dataset):
-    """Position ``j`` -> (preprocessed tensor, findings) of item ``indices[j]``, for
+    """Position ``j`` -> preprocessed tensor of item ``indices[j]``, for
     :meth:`ReidDataset.preload`."""
 
     def __init__(self, dataset: ReidDataset, indices: list[int]) -> None:
@@ -392,31 +395,31 @@ class _Preprocessed(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int) -> tuple[torch.Tensor, dict[str, bool]]:
-        index = self.indices[position]
-        x = self.dataset.preprocessed(index)
-        return x, dict(self.dataset.entries[index].findings)
+    def __getitem__(self, position: int) -> torch.Tensor:
+        return self.dataset.preprocessed(self.indices[position])
 
 
-# deterministic source items already preprocessed in this process: key -> (float16, findings)
-_PROCESS_CACHE: dict[Hashable, tuple[torch.Tensor, dict[str, bool]]] = {}
+# deterministic source items already preprocessed in this process: key -> float16 tensor
+_PROCESS_CACHE: dict[Hashable, torch.Tensor] = {}
 _PROCESS_CACHE_BYTES = 512 * 2**20
 
 
-def _cache_key(source: ImageSource, entry: ImageEntry, preprocess_cfg: object) -> Hashable | None:
+def _cache_key(
+    source: ImageSource, entry: ImageEntry, preprocess_cfg: PreprocessConfig
+) -> Hashable | None:
     if not isinstance(source, PhantomSource):  # files may change between runs
         return None
     return ("phantom", source.seed, entry.key, preprocess_cfg)
 
 
-def _remember(key: Hashable, tensor: torch.Tensor, findings: dict[str, bool]) -> None:
-    used = sum(x.numel() * x.element_size() for x, _ in _PROCESS_CACHE.values())
+def _remember(key: Hashable, tensor: torch.Tensor) -> None:
+    used = sum(x.numel() * x.element_size() for x in _PROCESS_CACHE.values())
     while _PROCESS_CACHE and used + tensor.numel() * tensor.element_size() > _PROCESS_CACHE_BYTES:
         oldest = next(iter(_PROCESS_CACHE))  # first in, first out
-        x, _ = _PROCESS_CACHE.pop(oldest)
-        used -= x.numel() * x.element_size()
+        dropped = _PROCESS_CACHE.pop(oldest)
+        used -= dropped.numel() * dropped.element_size()
     if tensor.numel() * tensor.element_size() <= _PROCESS_CACHE_BYTES:
-        _PROCESS_CACHE[key] = (tensor, dict(findings))
+        _PROCESS_CACHE[key] = tensor
 
 
 def _identity(x: object) -> object:

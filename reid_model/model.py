@@ -39,12 +39,20 @@ class MaMI(nn.Module):
         Load ``cfg.backbone.init`` weights; False when the weights come from a checkpoint.
     """
 
-    def __init__(self, cfg: ModelConfig, num_classes: int = 0, *,
-                 mfm: MFMBag | FrozenMFM | None = None, mfm_dim: int | None = None,
-                 load_init: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        num_classes: int = 0,
+        *,
+        mfm: MFMBag | FrozenMFM | None = None,
+        mfm_dim: int | None = None,
+        load_init: bool = True,
+    ) -> None:
         super().__init__()
         self.cfg, self.num_classes = cfg, num_classes
-        backbone_cfg = cfg.backbone if load_init else dataclasses.replace(cfg.backbone, init="random")
+        backbone_cfg = (
+            cfg.backbone if load_init else dataclasses.replace(cfg.backbone, init="random")
+        )
         self.backbone = create_backbone(backbone_cfg)
         dim, head = cfg.backbone.embed_dim, cfg.head
         self.compa: ComPA | None = None
@@ -52,7 +60,9 @@ class MaMI(nn.Module):
         self._lora: list[dict[str, Any]] = []
         if cfg.compa.enabled:
             self._lora = inject_lora(self.backbone, cfg.compa.lora_targets)
-            shapes = {n: (layer.in_features, layer.out_features) for n, layer in self._lora[0].items()}
+            shapes = {
+                n: (layer.in_features, layer.out_features) for n, layer in self._lora[0].items()
+            }
             self.compa = ComPA(dim, cfg.backbone.depth, shapes, cfg.compa)
         else:  # no modality feature: the query MLP reads one learned constant instead
             self.static_modality = nn.Parameter(torch.randn(dim) * 0.02)
@@ -60,10 +70,14 @@ class MaMI(nn.Module):
         self.neck = nn.Linear((head.num_queries + 1) * dim, head.embed_dim)
         self.bnneck = nn.BatchNorm1d(head.embed_dim)
         self.bnneck.bias.requires_grad_(False)  # BNNeck: no shift before the classifier
-        self.classifier = nn.Linear(head.embed_dim, num_classes, bias=False) if num_classes else None
+        self.classifier = (
+            nn.Linear(head.embed_dim, num_classes, bias=False) if num_classes else None
+        )
         if self.classifier is not None:
             nn.init.normal_(self.classifier.weight, std=0.001)
-        self.slice_attention = nn.Linear(head.embed_dim, 1) if head.volume_pooling == "attention" else None
+        self.slice_attention = (
+            nn.Linear(head.embed_dim, 1) if head.volume_pooling == "attention" else None
+        )
         self._mfm: MFMBag | None = None
         self.mfm_dim = 0
         self.parts_proj: nn.Linear | None = None
@@ -80,8 +94,10 @@ class MaMI(nn.Module):
         building the optimizer)."""
         bag = mfm if isinstance(mfm, MFMBag) else MFMBag([mfm])
         if self.parts_proj is not None and self.mfm_dim != bag.dim:
-            raise InputError(f"The model's parts_proj outputs {self.mfm_dim} features but the given "
-                             f"MFM(s) give {bag.dim}; attach the MFMs it was trained with.")
+            raise InputError(
+                f"The model's parts_proj outputs {self.mfm_dim} features but the given "
+                f"MFM(s) give {bag.dim}; attach the MFMs it was trained with."
+            )
         if self.parts_proj is None:
             self.parts_proj = nn.Linear(self.cfg.backbone.embed_dim, bag.dim)
             self.parts_proj.to(self.backbone.pos_embed.device)
@@ -119,14 +135,17 @@ class MaMI(nn.Module):
 
     def _encode_images(self, x: Tensor) -> dict[str, Tensor]:
         tokens, compa = self.forward_trunk(x)
-        cls, patches = tokens[:, 0], tokens[:, self.backbone.num_prefix_tokens:]
+        cls, patches = tokens[:, 0], tokens[:, self.backbone.num_prefix_tokens :]
         if compa is not None:
             m = compa.modality_feature
         else:
             m = self.static_modality.expand(x.shape[0], -1)
         parts, attn = self.queries(m, patches)
-        out = {"feat": self.neck(torch.cat([cls, parts.flatten(1)], dim=1)), "parts": parts,
-               "attn": attn}
+        out = {
+            "feat": self.neck(torch.cat([cls, parts.flatten(1)], dim=1)),
+            "parts": parts,
+            "attn": attn,
+        }
         if compa is not None:
             out["modality_probs"] = compa.modality_probs
         return out
@@ -156,8 +175,10 @@ class MaMI(nn.Module):
         elif x.dim() == 5:
             out = self._encode_volumes(x, slice_mask)
         else:
-            raise InputError(f"MaMI expects (B, 3, H, W) images or (B, S, 3, H, W) volumes, got "
-                             f"shape {tuple(x.shape)}.")
+            raise InputError(
+                f"MaMI expects (B, 3, H, W) images or (B, S, 3, H, W) volumes, got "
+                f"shape {tuple(x.shape)}."
+            )
         out["embedding"] = self.bnneck(out["feat"])
         if self.classifier is not None:
             out["logits"] = self.classifier(out["embedding"])
@@ -168,8 +189,10 @@ class MaMI(nn.Module):
     def _check_images(self, x: Tensor) -> Tensor:
         size = self.cfg.backbone.img_size
         if x.shape[-3:] != (3, size, size):
-            raise InputError(f"MaMI expects 3 x {size} x {size} inputs, got {tuple(x.shape[-3:])}; "
-                             "preprocess with reid_model.preprocess and the checkpoint's config.")
+            raise InputError(
+                f"MaMI expects 3 x {size} x {size} inputs, got {tuple(x.shape[-3:])}; "
+                "preprocess with reid_model.preprocess and the checkpoint's config."
+            )
         return x
 
     def _encode_volumes(self, x: Tensor, slice_mask: Tensor | None) -> dict[str, Tensor]:
@@ -183,12 +206,15 @@ class MaMI(nn.Module):
             feat_weights = scores.softmax(dim=1)
         else:
             feat_weights = mask
-        out = {"feat": torch.einsum("bs,bse->be", feat_weights.to(x.dtype), per_slice["feat"]),
-               "parts": torch.einsum("bs,bsnd->bnd", mask.to(x.dtype), per_slice["parts"]),
-               "attn": per_slice["attn"]}
+        out = {
+            "feat": torch.einsum("bs,bse->be", feat_weights.to(x.dtype), per_slice["feat"]),
+            "parts": torch.einsum("bs,bsnd->bnd", mask.to(x.dtype), per_slice["parts"]),
+            "attn": per_slice["attn"],
+        }
         if "modality_probs" in per_slice:
-            out["modality_probs"] = torch.einsum("bs,bsl->bl", mask.to(x.dtype),
-                                                 per_slice["modality_probs"])
+            out["modality_probs"] = torch.einsum(
+                "bs,bsl->bl", mask.to(x.dtype), per_slice["modality_probs"]
+            )
         return out
 
     # ------------------------------------------------------------------ entry points
@@ -204,8 +230,9 @@ class MaMI(nn.Module):
             self.train(was_training)
 
     @torch.no_grad()
-    def align_targets(self, x: Tensor, attn: Tensor | None = None,
-                      slice_mask: Tensor | None = None) -> Tensor | None:
+    def align_targets(
+        self, x: Tensor, attn: Tensor | None = None, slice_mask: Tensor | None = None
+    ) -> Tensor | None:
         """Frozen-MFM features pooled with the model's query attention maps: (B, N, D_mfm).
 
         Parameters
@@ -235,7 +262,9 @@ class MaMI(nn.Module):
         if x.dim() == 5:
             b, s = x.shape[:2]
             weights = _slice_weights(slice_mask, b, s, x.device)
-            targets = torch.einsum("bs,bsnd->bnd", weights.to(targets.dtype), targets.unflatten(0, (b, s)))
+            targets = torch.einsum(
+                "bs,bsnd->bnd", weights.to(targets.dtype), targets.unflatten(0, (b, s))
+            )
         return targets
 
 

@@ -34,8 +34,10 @@ def _layout(pixels: np.ndarray, modality: str) -> tuple[bool, bool]:
         return True, False
     if pixels.ndim == 4 and colour_last:
         return True, True
-    raise InputError(f"Cannot preprocess pixels of shape {shape} (modality {modality!r}): expected "
-                     "(H, W), (H, W, 3), (S, H, W) or (S, H, W, 3).")
+    raise InputError(
+        f"Cannot preprocess pixels of shape {shape} (modality {modality!r}): expected "
+        "(H, W), (H, W, 3), (S, H, W) or (S, H, W, 3)."
+    )
 
 
 def scale_intensity(pixels: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
@@ -72,8 +74,13 @@ def to_model_input(x: Tensor, cfg: PreprocessConfig) -> Tensor:
         top, left = (side - h) // 2, (side - w) // 2
         x = F.pad(x, (left, side - w - left, top, side - h - top))
     if side != cfg.img_size:
-        x = F.interpolate(x, size=(cfg.img_size, cfg.img_size), mode=cfg.interpolation,
-                          align_corners=False, antialias=True)
+        x = F.interpolate(
+            x,
+            size=(cfg.img_size, cfg.img_size),
+            mode=cfg.interpolation,
+            align_corners=False,
+            antialias=True,
+        )
         if cfg.interpolation == "bicubic":  # bicubic overshoots; stay in the [0, 1] range
             x = x.clamp(0.0, 1.0)
     mean = torch.tensor(cfg.mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)

@@ -18,7 +18,10 @@ class QueryPooling(nn.Module):
         super().__init__()
         self.dim, self.num_queries = dim, num_queries
         self.query_mlp = nn.Sequential(
-            nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, dim), nn.GELU(),
+            nn.Linear(dim, dim),
+            nn.GELU(),
+            nn.Linear(dim, dim),
+            nn.GELU(),
             nn.Linear(dim, num_queries * dim),
         )
         self.key = nn.Linear(dim, dim)

@@ -32,10 +32,11 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader
 
-from deid.errors import CheckpointError, InputError, OutputError
+from deid.errors import CheckpointError, DeidError, InputError, OutputError
 from deid.io.atomic import atomic_write_text
+from reid_model.config import ModelConfig, TrainConfig
 from reid_model.data import ReidDataset, augment, open_source, split_entries
-from reid_model.evaluate import check_protocol
+from reid_model.evaluate import check_protocol, validate
 
 TRAIN_STATE = "train_state.pt"
 # datasets up to this many images are preprocessed once and kept in memory
@@ -116,9 +117,7 @@ def train_reid(options: TrainOptions) -> Path:
             "seed": train_cfg.seed,
             "train": train_cfg.to_dict(),
         }
-        if ddp.main:
-            prepare_run_dir(out, run_info, options.resume)
-        _barrier(ddp)
+        _on_main_first(ddp, lambda: prepare_run_dir(out, run_info, options.resume))
 
         source = open_source(options.data)
         train_set = ReidDataset(
@@ -177,8 +176,6 @@ def train_reid(options: TrainOptions) -> Path:
                 options,
             )
             if ddp.main:
-                from reid_model.evaluate import validate
-
                 metrics, calibrator = validate(model, val_set, device)
                 calibration = _as_dict(calibrator)
                 history.append({"epoch": epoch + 1, **stats, "val": metrics})
@@ -198,12 +195,9 @@ def train_reid(options: TrainOptions) -> Path:
             _barrier(ddp)
 
         if end_epoch < train_cfg.epochs:  # stopped early on request
-            _barrier(ddp)
             return latest_epoch_dir(out) or out
         if ddp.main:
             if calibration is None:  # resumed a run whose epochs were all done
-                from reid_model.evaluate import validate
-
                 calibration = _as_dict(validate(model, val_set, device)[1])
             _save_final(out, model, model_cfg, calibration, run_info, num_classes, history)
         _barrier(ddp)
@@ -223,8 +217,8 @@ def _train_epoch(
     train_set: ReidDataset,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    train_cfg,
-    model_cfg,
+    train_cfg: TrainConfig,
+    model_cfg: ModelConfig,
     epoch: int,
     steps_per_rank: int,
     ddp: _Dist,
@@ -261,7 +255,7 @@ def _train_epoch(
     )
     net.train()
     use_bf16 = bool(train_cfg.bf16) and device.type == "cuda"
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}  # on the device: reading them each step would sync
     images, steps, started = 0, 0, time.perf_counter()
     bar = tqdm(
         loader,
@@ -285,13 +279,13 @@ def _train_epoch(
         steps += 1
         images += x.shape[0] * ddp.world
         for name, value in losses.items():
-            totals[name] = totals.get(name, 0.0) + float(value.detach())
-        rate = images / max(time.perf_counter() - started, 1e-9)
-        bar.set_postfix(
-            {k: f"{v / steps:.3f}" for k, v in totals.items()} | {"img/s": f"{rate:.1f}"}
-        )
+            totals[name] = totals.get(name, 0.0) + value.detach().float()
+        if not bar.disable and (steps % 10 == 1 or steps == len(bar)):
+            rate = images / max(time.perf_counter() - started, 1e-9)
+            shown = {k: f"{float(v) / steps:.3f}" for k, v in totals.items()}
+            bar.set_postfix(shown | {"img/s": f"{rate:.1f}"})
     bar.close()
-    means = {name: value / max(steps, 1) for name, value in totals.items()}
+    means = {name: float(value) / max(steps, 1) for name, value in totals.items()}
     if ddp.world > 1:
         means = _all_reduce_mean(means, device)
     elapsed = time.perf_counter() - started
@@ -307,8 +301,8 @@ def compute_losses(
     out: dict[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
-    train_cfg,
-    model_cfg,
+    train_cfg: TrainConfig,
+    model_cfg: ModelConfig,
 ) -> dict[str, torch.Tensor]:
     """The named losses of one batch: ``id``, ``triplet``, ``align`` and their weighted ``total``.
 
@@ -380,7 +374,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int, floor: float = 0.01):
     return factor
 
 
-def _batches_per_epoch(train_cfg, world: int, num_images: int) -> int:
+def _batches_per_epoch(train_cfg: TrainConfig, world: int, num_images: int) -> int:
     per_batch = train_cfg.batch_p * train_cfg.batch_k
     images = train_cfg.images_per_epoch or num_images  # 0: one pass over the training images
     batches = max(1, math.ceil(images / per_batch))
@@ -440,9 +434,9 @@ def prepare_run_dir(out: Path, run_info: dict, resume: bool) -> None:
 def _save_epoch(
     out: Path,
     model: nn.Module,
-    model_cfg,
-    optimizer,
-    scheduler,
+    model_cfg: ModelConfig,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     epoch: int,
     history: list[dict],
     calibration: dict | None,
@@ -459,7 +453,12 @@ def _save_epoch(
 
 
 def commit_epoch(
-    out: Path, epoch: int, write: Callable[[Path], None], optimizer, scheduler, history: list[dict]
+    out: Path,
+    epoch: int,
+    write: Callable[[Path], None],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    history: list[dict],
 ) -> None:
     """Write the checkpoint of a finished epoch so that a crash at any point leaves the previous
     one usable: ``write`` fills a partial folder, which gets the optimizer and scheduler state,
@@ -494,7 +493,10 @@ def latest_epoch_dir(out: Path) -> Path | None:
 
 
 def load_train_state(
-    folder: Path, optimizer, scheduler, device: torch.device
+    folder: Path,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
 ) -> tuple[int, list[dict]]:
     """Restore optimizer and scheduler from an epoch folder; return (epoch, history)."""
     state = torch.load(folder / TRAIN_STATE, map_location=device, weights_only=True)
@@ -504,7 +506,11 @@ def load_train_state(
 
 
 def _restore(
-    out: Path, model: nn.Module, optimizer, scheduler, device: torch.device
+    out: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
 ) -> tuple[int, list[dict]]:
     from reid_model.checkpoint import load_checkpoint
 
@@ -527,7 +533,7 @@ def _as_dict(calibrator) -> dict | None:
 def _save_final(
     out: Path,
     model: nn.Module,
-    model_cfg,
+    model_cfg: ModelConfig,
     calibration: dict | None,
     run_info: dict,
     num_classes: int,
@@ -586,6 +592,23 @@ def _device(name: str | None, ddp: _Dist) -> torch.device:
         device = torch.device("cuda", ddp.local_rank if ddp.world > 1 else (device.index or 0))
         torch.cuda.set_device(device)
     return device
+
+
+def _on_main_first(ddp: _Dist, action: Callable[[], None]) -> None:
+    """Run ``action`` on the main process; if it raises, every process raises the same error
+    (instead of the others waiting for it forever)."""
+    error: DeidError | None = None
+    if ddp.main:
+        try:
+            action()
+        except DeidError as exc:
+            error = exc
+    if ddp.world > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error is not None:
+        raise error
 
 
 def _barrier(ddp: _Dist) -> None:

@@ -14,7 +14,6 @@ epoch, and checkpoint every epoch with the same run folder layout as :mod:`reid_
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -27,7 +26,6 @@ import torch
 from torch import nn
 
 from deid.errors import CheckpointError, InputError
-from deid.io.atomic import atomic_write_text
 from reid_model.data import ImageEntry, ReidDataset, augment, open_source, split_entries
 from reid_model.train import (
     commit_epoch,
@@ -38,7 +36,7 @@ from reid_model.train import (
 )
 
 AuxTask = Literal["mfm", "diagnosis"]
-DIAGNOSIS_FORMAT = 1
+DIAGNOSIS_KIND = "phantom-diagnosis"
 # DICOM modality -> modality class of the MFM's modality head (two radiograph sites, one class)
 MODALITY_CLASSES: dict[str, str] = {"CR": "XR", "DX": "XR", "CT": "CT", "OP": "OP", "MR": "MR"}
 
@@ -169,21 +167,19 @@ class DiagnosisNet(nn.Module):
 
 
 def save_diagnosis(folder: Path, model: DiagnosisNet, preprocess_cfg, extra: dict) -> None:
-    """Write ``model`` as ``weights.safetensors`` + ``config.json`` into new folder ``folder``."""
-    from safetensors.torch import save_file
+    """Write ``model`` as a checkpoint folder (``model.safetensors`` + ``config.json``, the
+    layout of ``reid_model.checkpoint``, kind ``phantom-diagnosis``)."""
+    from reid_model.checkpoint import FORMAT_VERSION, write_weights_dir
 
-    folder.mkdir(parents=True, exist_ok=False)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(folder / "weights.safetensors"))
-    config = {
-        "format": "mami-deid/diagnosis",
-        "format_version": DIAGNOSIS_FORMAT,
+    meta = {
+        "kind": DIAGNOSIS_KIND,
+        "format_version": FORMAT_VERSION,
         "findings": list(model.findings),
         "width": model.width,
         "preprocess": preprocess_cfg.to_dict(),
         "extra": extra,
     }
-    atomic_write_text(folder / "config.json", json.dumps(config, indent=2) + "\n")
+    write_weights_dir(folder, model.state_dict(), meta)
 
 
 def load_diagnosis(folder: str | Path, device: str | torch.device = "cpu"):
@@ -192,43 +188,31 @@ def load_diagnosis(folder: str | Path, device: str | torch.device = "cpu"):
     Returns
     -------
     model : DiagnosisNet
-        In eval mode on ``device``.
+        In eval mode on ``device``; ``model(x)`` gives one logit per ``model.findings``.
     preprocess_cfg : PreprocessConfig
-        How its inputs must be preprocessed.
-    config : dict
-        The whole ``config.json`` (findings, metrics in ``extra``).
+        How its inputs must be preprocessed (``reid_model.preprocess.preprocess``).
+    meta : dict
+        The checkpoint's ``config.json`` (findings, validation AUCs in ``extra``).
 
     Raises
     ------
     CheckpointError
-        Missing files, another format, or weights that do not fit.
+        Missing or corrupt files, another kind of checkpoint, or weights that do not fit.
     """
-    from safetensors.torch import load_file
-
+    from reid_model.checkpoint import load_state_strictly, read_weights_dir
     from reid_model.config import PreprocessConfig
 
-    folder = Path(folder)
+    state, meta = read_weights_dir(folder, DIAGNOSIS_KIND)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        if config.get("format") != "mami-deid/diagnosis":
-            raise CheckpointError(
-                f"{folder} is not a diagnosis checkpoint (format "
-                f"{config.get('format')!r}); pass a folder written by "
-                "`deid train --task diagnosis`"
-            )
-        if config.get("format_version") != DIAGNOSIS_FORMAT:
-            raise CheckpointError(
-                f"{folder} has format version {config.get('format_version')}, "
-                f"this code reads {DIAGNOSIS_FORMAT}; retrain it"
-            )
-        model = DiagnosisNet(config["findings"], config["width"])
-        model.load_state_dict(load_file(str(folder / "weights.safetensors")))
-    except (OSError, KeyError, RuntimeError, json.JSONDecodeError) as exc:
+        model = DiagnosisNet(meta["findings"], int(meta["width"]))
+        preprocess_cfg = PreprocessConfig.from_dict(meta["preprocess"])
+    except (KeyError, TypeError, ValueError, InputError) as exc:
         raise CheckpointError(
-            f"cannot load diagnosis checkpoint {folder}: {exc}; check the "
-            "path or retrain with `deid train --task diagnosis`"
+            f"{folder}: invalid diagnosis checkpoint config ({exc}); retrain it with "
+            "`deid train --task diagnosis`"
         ) from exc
-    return model.to(device).eval(), PreprocessConfig.from_dict(config["preprocess"]), config
+    load_state_strictly(model, state, str(folder))
+    return model.to(device).eval(), preprocess_cfg, meta
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +220,7 @@ def load_diagnosis(folder: str | Path, device: str | torch.device = "cpu"):
 
 
 def finding_names(entries: Sequence[ImageEntry]) -> tuple[str, ...]:
-    """Sorted union of the findings labelled in ``entries`` (needs preloaded phantom entries)."""
+    """Sorted union of the findings labelled in ``entries``."""
     return tuple(sorted({name for e in entries for name in e.findings}))
 
 

@@ -1,8 +1,8 @@
 """ViT backbone (timm) whose chosen Linear layers take a different low-rank delta per image.
 
-The deltas come from ComPA. They are installed on the wrapped layers for one forward pass
-(``set_factors``) and applied as batched matrix products, so a batch of images with different
-modalities still runs as one batch through timm's fused attention.
+The deltas come from ComPA. ``MaMI.forward_trunk`` installs them on the wrapped layers (their
+``factors`` attribute) for one forward pass; they are applied as batched matrix products, so a
+batch of images with different modalities still runs as one batch through timm's fused attention.
 """
 
 from __future__ import annotations
@@ -47,8 +47,10 @@ class PerSampleLoRALinear(nn.Linear):
             return F.linear(x, self.weight, self.bias)
         a, b = self.factors  # a: (B, r, Din), b: (B, Dout, r)
         if x.dim() != 3 or a.shape[0] != x.shape[0]:
-            raise ValueError(f"LoRA factors for batch {a.shape[0]} cannot apply to input of shape "
-                             f"{tuple(x.shape)}; expected (B, T, {self.in_features}).")
+            raise ValueError(
+                f"LoRA factors for batch {a.shape[0]} cannot apply to input of shape "
+                f"{tuple(x.shape)}; expected (B, T, {self.in_features})."
+            )
         if torch.is_autocast_enabled(x.device.type):  # cast x once for both products
             x = x.to(torch.get_autocast_dtype(x.device.type))
         out = F.linear(x, self.weight, self.bias)
@@ -91,7 +93,9 @@ def create_backbone(cfg: BackboneConfig) -> VisionTransformer:
     return vit
 
 
-def inject_lora(vit: VisionTransformer, targets: tuple[str, ...]) -> list[dict[str, PerSampleLoRALinear]]:
+def inject_lora(
+    vit: VisionTransformer, targets: tuple[str, ...]
+) -> list[dict[str, PerSampleLoRALinear]]:
     """Replace the target Linear layers of every block by ``PerSampleLoRALinear`` (in place).
 
     Returns, per block, the wrapped layers by target name.
@@ -156,15 +160,17 @@ def openclip_visual_to_timm(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     The text tower and the image projection (``visual.proj``) are dropped: the re-identifier
     uses the trunk only.
     """
-    prefix = next((p for p in ("module.visual.", "visual.") if any(k.startswith(p) for k in state_dict)), "")
+    prefix = next(
+        (p for p in ("module.visual.", "visual.") if any(k.startswith(p) for k in state_dict)), ""
+    )
     if any(k.startswith(prefix + "trunk.") for k in state_dict):  # open_clip with a timm trunk
         prefix += "trunk."
-        return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     out: dict[str, Tensor] = {}
     for key, value in state_dict.items():
         if not key.startswith(prefix):
             continue
-        key = key[len(prefix):]
+        key = key[len(prefix) :]
         if key == "class_embedding":
             out["cls_token"] = value.reshape(1, 1, -1)
         elif key == "positional_embedding":
@@ -189,8 +195,9 @@ def load_openclip_visual(vit: VisionTransformer, path: Path) -> None:
     mapped = openclip_visual_to_timm(read_state_dict(path))
     if "pos_embed" in mapped and mapped["pos_embed"].shape != vit.pos_embed.shape:
         grid = vit.patch_embed.grid_size
-        mapped["pos_embed"] = resample_abs_pos_embed(mapped["pos_embed"], new_size=list(grid),
-                                                     num_prefix_tokens=vit.num_prefix_tokens)
+        mapped["pos_embed"] = resample_abs_pos_embed(
+            mapped["pos_embed"], new_size=list(grid), num_prefix_tokens=vit.num_prefix_tokens
+        )
     own = vit.state_dict()
     missing = sorted(set(own) - set(mapped))
     unexpected = sorted(set(mapped) - set(own))
@@ -199,9 +206,14 @@ def load_openclip_visual(vit: VisionTransformer, path: Path) -> None:
             f"{path} does not fit the configured ViT: missing keys {missing[:8]}, unexpected keys "
             f"{unexpected[:8]}. Give a CLIP ViT checkpoint and set backbone depth/width to match it."
         )
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in mapped.items()
-             if v.shape != own[k].shape]
+    wrong = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in mapped.items()
+        if v.shape != own[k].shape
+    ]
     if wrong:
-        raise CheckpointError(f"{path} has tensor shapes that differ from the configured ViT "
-                              f"({wrong[:4]}); set backbone embed_dim/patch_size to match it.")
+        raise CheckpointError(
+            f"{path} has tensor shapes that differ from the configured ViT "
+            f"({wrong[:4]}); set backbone embed_dim/patch_size to match it."
+        )
     vit.load_state_dict(mapped, strict=True)

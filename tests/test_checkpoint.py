@@ -3,13 +3,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from test_mfm import save_tiny_phantom_mfm
 
 from deid.errors import CheckpointError
 from reid_model.checkpoint import load_checkpoint, save_checkpoint
 from reid_model.config import load_preset
 from reid_model.mfm import load_mfm
 from reid_model.model import build_model
-from test_mfm import save_tiny_phantom_mfm
 
 
 @pytest.fixture(scope="module")

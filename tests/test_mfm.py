@@ -173,6 +173,47 @@ def test_open_clip_by_model_name_and_weights_file(tmp_path, cfg):
     torch.testing.assert_close(frozen(x).reshape(2, 16, 32), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_biomedclip_style_folder_loads_offline_without_its_text_tower(tmp_path):
+    """A timm image trunk plus a Hugging Face text config, as in BiomedCLIP's download: only the
+    image tower is built, so no tokenizer or text model is looked up."""
+    from open_clip.model import _build_vision_tower
+
+    vision_cfg = {
+        "timm_model_name": "vit_tiny_patch16_224",
+        "timm_model_pretrained": False,
+        "timm_pool": "",
+        "timm_proj": "linear",
+        "image_size": 32,
+    }
+    text_cfg = {
+        "hf_model_name": "not-reachable/offline-bert",
+        "hf_tokenizer_name": "none",
+        "context_length": 16,
+    }
+    torch.manual_seed(0)
+    visual = _build_vision_tower(16, vision_cfg).eval()
+    state = {"visual." + k: v for k, v in visual.state_dict().items()}
+    state["text.proj.weight"] = torch.zeros(2, 2)  # text weights are ignored
+    torch.save(state, tmp_path / "open_clip_pytorch_model.bin")
+    config = {
+        "model_cfg": {"embed_dim": 16, "vision_cfg": vision_cfg, "text_cfg": text_cfg},
+        "preprocess_cfg": {"mean": list(TINY_CLIP_MEAN), "std": list(TINY_CLIP_STD)},
+    }
+    (tmp_path / "open_clip_config.json").write_text(json.dumps(config))
+    src = PreprocessConfig(img_size=32)
+    frozen = load_mfm(f"open_clip:local-dir:{tmp_path}", src)
+    # open_clip builds the timm trunk at its default 224 px: the wrapper follows the trunk
+    assert frozen.dim == 192 and frozen.grid == (14, 14) and frozen.img_size == (224, 224)
+    x = _reid_input()
+    unit = x * torch.tensor(src.std).view(1, 3, 1, 1) + torch.tensor(src.mean).view(1, 3, 1, 1)
+    unit = torch.nn.functional.interpolate(unit, size=(224, 224), mode="bilinear", antialias=True)
+    own = (unit - torch.tensor(TINY_CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(TINY_CLIP_STD).view(
+        1, 3, 1, 1
+    )
+    expected = visual.trunk.forward_features(own)[:, 1:]
+    torch.testing.assert_close(frozen(x).reshape(2, 196, 192), expected, rtol=1e-4, atol=1e-5)
+
+
 def test_bad_specs_are_explained(tmp_path):
     with pytest.raises(InputError, match="Unknown MFM spec"):
         load_mfm("biomedclip")
@@ -180,6 +221,13 @@ def test_bad_specs_are_explained(tmp_path):
         load_mfm("open_clip:ViT-B-16")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_mfm(f"open_clip:ViT-B-16:{tmp_path / 'none.bin'}")
+    (tmp_path / "w.pt").write_bytes(b"")
+    with pytest.raises(InputError, match="no model 'ViT-Q-99'"):
+        load_mfm(f"open_clip:ViT-Q-99:{tmp_path / 'w.pt'}")
+    save_tiny_open_clip_dir(tmp_path / "clip")
+    (tmp_path / "clip" / "open_clip_model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="no weights file"):
+        load_mfm(f"open_clip:local-dir:{tmp_path / 'clip'}")
 
 
 # ---------------------------------------------------------------- alignment targets

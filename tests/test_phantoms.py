@@ -132,8 +132,10 @@ def test_finding_override_rejects_unknown_names() -> None:
 def test_finding_prevalence_and_persistence() -> None:
     for dataset, specs in FINDING_SPECS.items():
         table = np.array(
-            [[[visit_findings(0, dataset, p, v)[s.name] for s in specs] for v in range(3)]
-             for p in range(300)]
+            [
+                [[visit_findings(0, dataset, p, v)[s.name] for s in specs] for v in range(3)]
+                for p in range(300)
+            ]
         )
         prevalence = table.mean(axis=(0, 1))
         assert np.all((prevalence > 0.12) & (prevalence < 0.45)), (dataset, prevalence)
@@ -185,3 +187,12 @@ def test_query_gallery_protocol() -> None:
     assert len({keys[i][1] for i in qg.query}) > 1  # not always the same visit number
     with pytest.raises(InputError, match="twice"):
         query_gallery([("a", 0), ("a", 0)])
+
+
+@pytest.mark.parametrize("dataset", list(DATASETS))
+def test_display_slice_is_8bit_rgb(dataset: str) -> None:
+    from reid_model.phantoms.display import display_slice
+
+    view = display_slice(_render(dataset, 1, 0))
+    assert view.dtype == np.uint8 and view.shape == (256, 256, 3)
+    assert view.max() > 200 and view.min() < 40  # uses the display range

@@ -18,12 +18,13 @@ def _brute_force(x, k, groups):
 
 @pytest.mark.parametrize("chunk", [3, 7, 50, 1000])
 @pytest.mark.parametrize("with_groups", [False, True])
-def test_topk_matches_brute_force(chunk, with_groups):
+@pytest.mark.parametrize("k", [1, 4])
+def test_topk_matches_brute_force(chunk, with_groups, k):
     rng = np.random.default_rng(chunk)
     x = rng.normal(size=(83, 6))
     groups = rng.choice(["a", "b", "c", "d", "e", "f", "g"], 83) if with_groups else None
-    idx, sims = topk_neighbours(x, 4, chunk, groups=groups)
-    np.testing.assert_allclose(sims, _brute_force(x, 4, groups), atol=1e-5)
+    idx, sims = topk_neighbours(x, k, chunk, groups=groups)
+    np.testing.assert_allclose(sims, _brute_force(x, k, groups), atol=1e-5)
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     rows = np.arange(83)[:, None]
     np.testing.assert_allclose((xn[rows] * xn[idx]).sum(-1), sims, atol=1e-5)
@@ -82,7 +83,7 @@ def test_one_patient_under_two_pseudonyms_is_found():
 
 def test_release_without_ids_links_every_image_to_its_sibling():
     emb, patient, cal = _release()
-    out = linkage_risk(emb, cal, None, threshold=0.9, k=3)
+    out = linkage_risk(emb, cal, None, threshold=0.9, chunk=5)
     s, per = out["summary"], out["per_record"]
     assert s["records_at_risk"] == 12 and s["share_at_risk"] == 1.0
     assert s["claimed_patients"] is None and s["estimated_patients"] == 6

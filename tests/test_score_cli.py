@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def _dicom(path: Path, name: str, patient_id: str) -> None:
 def release(tmp_path: Path) -> Path:
     """PNG phantoms with truth, one DICOM with a script in PatientName, and garbage."""
     write_release(tmp_path / "rel")
-    _dicom(tmp_path / "rel" / "scan.dcm", SCRIPT, "PID-77731")
+    _dicom(tmp_path / "rel" / "scan.dcm", f"Doe^Jane{SCRIPT}", "PID-77731")
     (tmp_path / "rel" / f"{SCRIPT.replace('/', '')}.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     (tmp_path / "rel" / "notes.txt").write_text("not an image", encoding="utf-8")
     return tmp_path / "rel"
@@ -82,9 +83,10 @@ def test_score_writes_both_files_beside_the_release(release: Path, checkpoint: P
     assert {s["reason"] for s in results["skipped"]} and len(results["skipped"]) == 2
     html = (report / "report.html").read_text(encoding="utf-8")
     for text in (html, json.dumps(results)):
-        assert "PID-77731" not in text  # identifiers never reach the report
+        assert "PID-77731" not in text and "Doe" not in text  # identifiers never reach the report
     assert "<script" not in html.lower() and "&lt;script&gt;" in html
     assert "--checkpoint" in results["command"]
+    assert results["thumbnails"] is None and 'id="thumbnails"' not in html  # images are PHI
 
 
 def test_rescoring_hits_the_cache(release: Path, checkpoint: Path) -> None:
@@ -166,3 +168,39 @@ def test_report_inside_the_release_is_refused(release: Path, checkpoint: Path) -
     )
     assert result.exit_code != 0 and "inside the release" in result.output
     assert not (release / "report").exists()
+
+
+def test_gallery_and_thumbnails(tmp_path: Path, checkpoint: Path) -> None:
+    truth = write_release(tmp_path / "rel")
+    gallery = tmp_path / "gallery"
+    shutil.copytree(tmp_path / "rel", gallery)  # the same images, identified
+    shutil.copy(truth, tmp_path / "gallery.truth.csv")
+    out = tmp_path / "report"
+    code, output = _run(
+        [
+            str(tmp_path / "rel"),
+            "--truth",
+            str(truth),
+            "--gallery",
+            str(gallery),
+            "--checkpoint",
+            str(checkpoint),
+            "--no-cache",
+            "--quiet",
+            "--n-boot",
+            "0",
+            "--thumbnails",
+            "--out",
+            str(out),
+            "--threshold",
+            "0.99",
+            "--fail-above",
+            "1",
+        ]
+    )
+    assert code == 0, output  # PNGs without PHI and nothing above the allowed share: not red
+    results = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert results["gallery"]["n_gallery"] == N_PATIENTS * N_VISITS
+    assert results["gallery"]["top1_correct_share"] == 1.0  # each image finds its own copy
+    assert len(results["thumbnails"]) == N_PATIENTS * N_VISITS
+    assert 'id="thumbnails"' in (out / "report.html").read_text(encoding="utf-8")

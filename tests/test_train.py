@@ -19,7 +19,7 @@ from reid_model.train import main, parameter_groups, warmup_cosine
 
 # 8 patients x 2 visits x 2 datasets; with seed 0 patients 1, 3, 4, 5, 6 are train, 2 and 7 val
 DATA = "phantom:cxr_site_a,cxr_site_b:8:2"
-DDP_DATA = "phantom:cxr_site_a:8:2"
+DDP_DATA = "phantom:cxr_site_a:6:2:1"  # seed 1: patients 0, 2, 4, 5 train, 1 and 3 val
 
 
 def weights(folder) -> dict[str, torch.Tensor]:

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 from deid.cli.train import train as train_command
 from deid.errors import CheckpointError
+from reid_model.config import PRESET_DIR
 from reid_model.data import ImageEntry
+from reid_model.train import main as train_main
 from reid_model.train_mfm import (
     DiagnosisNet,
     finding_aucs,
@@ -81,7 +83,7 @@ def test_diagnosis_training_writes_a_loadable_classifier(tmp_path) -> None:
     assert len(history) == 1 and math.isfinite(history[0]["loss"])
     for per_finding in config["extra"]["val"]["auc"].values():
         assert all(0.0 <= auc <= 1.0 for auc in per_finding.values())
-    with pytest.raises(CheckpointError, match="not a diagnosis checkpoint|cannot load"):
+    with pytest.raises(CheckpointError, match="is missing"):
         load_diagnosis(tmp_path)
 
 
@@ -99,5 +101,21 @@ def test_mfm_training_writes_a_phantom_mfm_the_model_can_load(tmp_path) -> None:
     tokens = frozen(torch.randn(2, 3, 64, 64))
     assert tokens.shape == (2, 4, 4, 32)  # test preset: 32 px, patch 8, width 32
     assert frozen.net.cfg.modalities == ("CT", "MR", "OP", "XR")
+    with pytest.raises(CheckpointError, match="not a phantom-diagnosis checkpoint"):
+        load_diagnosis(run / "model")
     record = json.loads((run / "history.json").read_text())[0]
     assert 0.0 <= record["val"]["modality_accuracy"] <= 1.0
+
+    # the re-identifier aligns its part features with this MFM when its preset names it
+    preset = json.loads((PRESET_DIR / "test.json").read_text())
+    preset["model"]["mfm"] = [f"phantom-mfm:{run / 'model'}"]
+    (tmp_path / "preset.json").write_text(json.dumps(preset))
+    reid = tmp_path / "reid"
+    train_main(
+        ["--preset", str(tmp_path / "preset.json"), "--data", DATA, "--out", str(reid), "--quiet"]
+    )
+    losses = json.loads((reid / "history.json").read_text())[0]["losses"]
+    assert losses["align"] > 0
+    assert losses["total"] == pytest.approx(
+        losses["id"] + losses["triplet"] + 0.01 * losses["align"], rel=1e-5
+    )

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "deid.cli.evaluate:evaluate",
     "score": "deid.cli.score:score",
     "demo": "deid.cli.demo:demo",
+    "scrub": "deid.cli.scrub:scrub",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -107,5 +108,5 @@ def train(
                 quiet=quiet,
             )
         )
-    if not quiet:
+    if not quiet and os.environ.get("RANK", "0") == "0":  # under torchrun: the main process
         click.echo(f"checkpoint written to {final}")

@@ -116,6 +116,8 @@ _DATE = re.compile(
     r"(?<!\d)(?:19|20)\d\d[-_.]?(?:0[1-9]|1[0-2])[-_.]?(?:0[1-9]|[12]\d|3[01])(?!\d)"
     r"|(?<!\d)(?:0[1-9]|[12]\d|3[01])[-_.](?:0[1-9]|1[0-2])[-_.](?:19|20)\d\d(?!\d)"
 )
+# Dotted numbers with four or more components: original DICOM UIDs, which link back to the source.
+_UID = re.compile(r"(?<![\d.])\d+(?:\.\d+){3,}(?![\d.])")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _PHONE = re.compile(
     r"(?<![\w])(?:\+\d{1,3}[ ._-]?)?(?:\(\d{2,4}\)[ ._-]?|\d{2,4}[ ._-])\d{3,4}[ ._-]\d{3,4}(?![\w])"
@@ -147,11 +149,11 @@ def audit_path_tokens(relpath: str) -> list[str]:
     Returns
     -------
     list[str]
-        ``"kind:token"`` entries, kind one of ``email``, ``date``, ``phone``, ``mrn`` (six or
-        more digits in a row), ``name`` (NAME_SURNAME-like word pairs); in order of kind, each
-        token once. The extension is ignored.
+        ``"kind:token"`` entries, kind one of ``email``, ``uid`` (an original DICOM UID),
+        ``date``, ``phone``, ``mrn`` (six or more digits in a row), ``name`` (NAME_SURNAME-like
+        word pairs); in order of kind, each token once. The extension is ignored.
     """
-    text = re.sub(r"\.[A-Za-z0-9]{1,5}$", "", relpath.replace("\\", "/"))
+    text = re.sub(r"\.[A-Za-z][A-Za-z0-9]{0,4}$", "", relpath.replace("\\", "/"))
     found: list[str] = []
 
     def add(kind: str, token: str) -> None:
@@ -162,6 +164,9 @@ def audit_path_tokens(relpath: str) -> list[str]:
     for match in _EMAIL.finditer(text):
         add("email", match.group())
     text = _EMAIL.sub("/", text)
+    for match in _UID.finditer(text):
+        add("uid", match.group())
+    text = _UID.sub("/", text)
     for match in _DATE.finditer(text):
         add("date", match.group())
     text = _DATE.sub("/", text)

@@ -12,12 +12,15 @@ The result depends only on the dataset, the options and the key: same inputs, sa
 from __future__ import annotations
 
 import copy
+import functools
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pydicom
 from pydicom.datadict import keyword_for_tag
-from pydicom.dataelem import DataElement
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.errors import BytesLengthException
 from pydicom.sequence import Sequence
 
 from deid import __version__
@@ -31,6 +34,7 @@ from deid.dicom.pseudonyms import pseudonym_id, pseudonym_name
 from deid.dicom.table import PRIVATE_ROW, format_tag, row_for
 from deid.dicom.uids import remap_uid
 from deid.dicom.values import DUMMY_TEXT, TEXT_VRS, has_value, set_dummy, set_empty
+from deid.errors import InputError
 
 __all__ = ["ActionLog", "ActionRecord", "PlannedAction", "deidentify", "needs_quarantine", "plan"]
 
@@ -46,8 +50,7 @@ _BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
 _FREE_TEXT_VRS = frozenset({"ST", "LT", "UT", "UC"})
 
 
-@dataclass(frozen=True)
-class ActionRecord:
+class ActionRecord(NamedTuple):
     """What the profile did (or would do) to one attribute occurrence.
 
     Attributes
@@ -88,7 +91,25 @@ class ActionLog:
 
     def to_list(self) -> list[dict[str, object]]:
         """JSON-ready records (no attribute values, so nothing identifying)."""
-        return [asdict(r) for r in self.records]
+        return [r._asdict() for r in self.records]
+
+
+@functools.lru_cache(maxsize=65536)
+def _decide(tag: int, options: ProfileOptions, sop_class: str, multi_frame: bool) -> str:
+    """Action for ``tag``: an enabled option's K wins over its C, which wins over the Basic
+    Profile's action resolved by IOD type. Cached: a release repeats the same few IODs."""
+    row = row_for(tag)
+    if row is None:
+        raise ValueError(f"{format_tag(tag)} is not in the profile table")
+    chosen = {a for name, a in row.option_actions.items() if getattr(options, name)}
+    if "K" in chosen:
+        return "K"
+    if "C" in chosen:
+        return "C"
+    if row.basic_action == "X/Z/U*":
+        # Reference sequences are kept and their UIDs remapped, so references still resolve.
+        return "U"
+    return resolve(row.basic_action, sop_class, tag, multi_frame)
 
 
 class _Scrubber:
@@ -104,20 +125,18 @@ class _Scrubber:
         self.patient_key = patient_id or str(ds.get("PatientName", "") or "").strip()
         self.days = shift_days(key, self.patient_key)
         self.log = ActionLog()
+        self.actions: dict[int, str] = {}
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def action_for(self, row: ProfileRow, tag: int) -> str:
-        """Final action of ``row`` under the options: an enabled K wins over C over Basic."""
-        chosen = {a for name, a in row.option_actions.items() if getattr(self.options, name)}
-        if "K" in chosen:
-            return "K"
-        if "C" in chosen:
-            return "C"
-        if row.basic_action == "X/Z/U*":
-            # Reference sequences are kept and their UIDs remapped, so references still resolve.
-            return "U"
-        return resolve(row.basic_action, self.sop_class, tag, self.multi_frame)
+    def action_for(self, tag: int) -> str:
+        """Final action for ``tag`` in this file (see :func:`_decide`)."""
+        action = self.actions.get(tag)
+        if action is None:
+            action = self.actions[tag] = _decide(
+                tag, self.options, self.sop_class, self.multi_frame
+            )
+        return action
 
     def safe_private(self, ds: pydicom.Dataset, tag: int) -> bool:
         """Whether private ``tag`` is on the Retain Safe Private list (or is a kept creator)."""
@@ -138,23 +157,38 @@ class _Scrubber:
     # -- the walk ----------------------------------------------------------------------------
 
     def walk(self, ds: pydicom.Dataset, path: str, clean_free_text: bool) -> None:
-        """Apply the profile to every element of ``ds`` (one dataset or sequence item)."""
+        """Apply the profile to every element of ``ds`` (one dataset or sequence item).
+
+        Elements are decoded only when their value is needed: removing an element or skipping
+        an untouched one works on pydicom's raw element, which keeps the scrub fast.
+        """
         drop_groups: set[int] = set()
-        for tag in list(ds.keys()):
-            if tag not in ds:  # removed with its overlay group
+        for base_tag in list(ds.keys()):
+            tag = int(base_tag)  # plain int: pydicom's BaseTag compares slowly
+            raw = ds.get_item(base_tag)
+            if raw is None:  # removed with its overlay group
                 continue
-            elem = ds[tag]
             if tag & 0xFFFF == 0 and tag >> 16 != 0x0002:
                 del ds[tag]  # group lengths would be stale; they are retired anyway
                 continue
+            if raw.VR is None:  # implicit VR: decode now so that the writer knows the VR
+                raw = _decode(ds, tag)
+            vr = raw.VR
             row = row_for(tag)
             if row is None:
-                self.untabled(ds, elem, path, clean_free_text)
+                if vr == "SQ" or (clean_free_text and vr in _FREE_TEXT_VRS | {"PN"}):
+                    self.untabled(ds, _decode(ds, tag), path, clean_free_text)
                 continue
-            action = self.action_for(row, tag)
+            action = self.action_for(tag)
             name = row.name if row is not PRIVATE_ROW else "Private Attribute"
-            before = has_value(elem)
-            applied = self.apply(ds, elem, row, action, path, clean_free_text)
+            if action == "X" and tag not in (PATIENT_ID, PATIENT_NAME):
+                before = _raw_has_value(raw)
+                del ds[tag]
+                applied = "X"
+            else:
+                elem = _decode(ds, tag)
+                before = has_value(elem)
+                applied = self.apply(ds, elem, row, action, path, clean_free_text)
             if applied == "X" and (tag >> 24) == 0x60 and tag & 0xFFFF == OVERLAY_DATA_ELEMENT:
                 drop_groups.add(tag >> 16)
             self.log.records.append(ActionRecord(format_tag(tag), name, applied, path, before))
@@ -273,6 +307,25 @@ class _Scrubber:
         elem.value = values[0] if len(values) == 1 else values
 
 
+def _decode(ds: pydicom.Dataset, tag: int) -> DataElement:
+    """The decoded element; a value pydicom cannot decode stops this file with a clear error
+    rather than leaving it unprocessed."""
+    try:
+        return ds[tag]
+    except (BytesLengthException, OSError, ValueError, NotImplementedError) as exc:
+        raise InputError(
+            f"attribute {format_tag(tag)} cannot be decoded ({exc}); the file cannot be "
+            "de-identified safely: repair it (e.g. with dcmodify) or leave it out of the release"
+        ) from exc
+
+
+def _raw_has_value(raw: DataElement | RawDataElement) -> bool:
+    """Whether a possibly undecoded element holds a value, without decoding it."""
+    if isinstance(raw, RawDataElement):
+        return raw.length not in (0, None) and bool(raw.value)
+    return has_value(raw)
+
+
 def _as_list(value: object) -> list[object]:
     if value is None:
         return []
@@ -284,22 +337,24 @@ def _as_list(value: object) -> list[object]:
 def _mark(ds: pydicom.Dataset, options: ProfileOptions) -> None:
     """Set the attributes that declare what was done (PS3.15 E.1.1 and CID 7050)."""
     codes = options.cid7050_codes()
-    ds.PatientIdentityRemoved = "YES"
-    ds.DeidentificationMethod = [f"mami-deid {__version__}"] + [meaning for _, meaning in codes]
     items = []
     for value, meaning in codes:
         item = pydicom.Dataset()
-        item.CodeValue = value
-        item.CodingSchemeDesignator = "DCM"
-        item.CodeMeaning = meaning
+        item.add_new(0x00080100, "SH", value)  # Code Value
+        item.add_new(0x00080102, "SH", "DCM")  # Coding Scheme Designator
+        item.add_new(0x00080104, "LO", meaning)  # Code Meaning
         items.append(item)
-    ds.DeidentificationMethodCodeSequence = Sequence(items)
     if options.retain_long_full_dates:
-        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        temporal = "UNMODIFIED"
     elif options.retain_long_modified_dates:
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+        temporal = "MODIFIED"
     else:
-        ds.LongitudinalTemporalInformationModified = "REMOVED"
+        temporal = "REMOVED"
+    methods = [f"mami-deid {__version__}"] + [meaning for _, meaning in codes]
+    ds.add_new(0x00120062, "CS", "YES")  # Patient Identity Removed
+    ds.add_new(0x00120063, "LO", methods)  # De-identification Method
+    ds.add_new(0x00120064, "SQ", Sequence(items))  # De-identification Method Code Sequence
+    ds.add_new(0x00280303, "CS", temporal)  # Longitudinal Temporal Information Modified
 
 
 def deidentify(ds: pydicom.Dataset, options: ProfileOptions, key: bytes) -> ActionLog:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from deid.dicom.profile_row import PRIVATE_PATTERN, ProfileRow
 from deid.dicom.profile_table import ROWS
 
@@ -26,6 +28,7 @@ def row_for(tag: int) -> ProfileRow | None:
     return next((r for r in REPEATING if r.matches(tag)), None)
 
 
+@functools.lru_cache(maxsize=8192)
 def format_tag(tag: int) -> str:
     """ "(GGGG,EEEE)" spelling of a 32-bit tag."""
     return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"

@@ -19,7 +19,7 @@ from deid.report.verdict import decide_verdict
 
 TEMPLATE = "report.html.j2"
 # the HTML lists at most this many per-file findings; report.json holds all of them
-HTML_FILE_ROWS = 200
+HTML_FILE_ROWS = 50
 
 
 @dataclass(frozen=True)

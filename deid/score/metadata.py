@@ -8,6 +8,7 @@ it found. Paths shown in the report have their PHI-looking tokens masked.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from deid.errors import UnreadableFileError
@@ -68,8 +69,9 @@ def _new_metadata() -> Metadata:
     }
 
 
-def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, str | None]:
-    """Findings of one DICOM file, whether it holds a direct identifier, and its PatientID."""
+def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, tuple[str, str] | None]:
+    """Findings of one DICOM file, whether it holds a direct identifier, and its (PatientID,
+    study date and time) when it has a PatientID."""
     from deid.dicom.audit import audit_dataset
     from deid.io.dicom_read import read_dataset
 
@@ -97,8 +99,9 @@ def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, str | Non
     if (found.patient_identity_removed or "").upper() != "YES":
         meta["identity_not_removed_files"] += 1
         findings.append(f"PatientIdentityRemoved {found.patient_identity_removed or 'absent'}")
-    patient_id = str(ds.get("PatientID", "") or "") or None
-    return findings, direct, patient_id
+    patient_id = str(ds.get("PatientID", "") or "").strip()
+    when = f"{ds.get('StudyDate', '') or ''}{ds.get('StudyTime', '') or ''}"
+    return findings, direct, ((patient_id, when) if patient_id else None)
 
 
 def _audit_plain_image(path: Path, meta: Metadata) -> tuple[list[str], bool]:
@@ -119,13 +122,24 @@ def _audit_plain_image(path: Path, meta: Metadata) -> tuple[list[str], bool]:
     return [found], bool(kinds)
 
 
+@dataclass(frozen=True)
+class ReleaseAudit:
+    """What :func:`audit_release` found. Identifiers stay in memory: they are never reported."""
+
+    metadata: Metadata
+    # PatientID of each scored image, None when some image has none
+    pseudonyms: list[str] | None
+    # StudyDate + StudyTime of each scored image ("" when absent), to order visits
+    study_times: list[str]
+
+
 def audit_release(
     items: Sequence[ReleaseItem],
     skipped: Sequence[Skipped],
     root: Path,
     read_units: Sequence[Unit],
     progress: Progress = no_progress,
-) -> tuple[Metadata, list[str] | None]:
+) -> ReleaseAudit:
     """Audit every file of a release.
 
     Parameters
@@ -141,14 +155,12 @@ def audit_release(
 
     Returns
     -------
-    metadata : Metadata
-        The report section.
-    pseudonyms : list of str or None
-        PatientID of each scored image (index-aligned with ``read_units``), or None when some
-        image carries none (then linkage cannot rely on released pseudonyms).
+    ReleaseAudit
+        The report section, and the PatientID and study time of each scored image
+        (index-aligned with ``read_units``).
     """
     meta = _new_metadata()
-    patient_of: dict[Path, str | None] = {}
+    patient_of: dict[Path, tuple[str, str] | None] = {}
     files = [(p, item.kind) for item in items for p in item.paths]
     files += [(Path(s.path), None) for s in skipped]
     for path, kind in progress(files, "auditing metadata", len(files)):
@@ -156,7 +168,7 @@ def audit_release(
         findings: list[str] = []
         direct = False
         meta["n_files"] += 1
-        path_kinds = sorted({kind for kind, _ in _tokens(rel)})
+        path_kinds = sorted({k for k, _ in _tokens(rel)})
         if path_kinds:
             meta["path_phi_files"] += 1
             findings.append(f"{'/'.join(path_kinds)}-like tokens in the file name or folders")
@@ -177,7 +189,6 @@ def audit_release(
             meta["direct_identifier_files"] += 1
         if findings:
             meta["per_file"].append({"path": mask_path(rel), "findings": findings})
-    pseudonyms = [patient_of.get(unit.paths[0]) for unit in read_units]
-    if any(p is None for p in pseudonyms):
-        return meta, None
-    return meta, [p for p in pseudonyms if p is not None]
+    ids = [patient_of.get(unit.paths[0]) for unit in read_units]
+    pseudonyms = None if any(i is None for i in ids) else [i[0] for i in ids if i is not None]
+    return ReleaseAudit(meta, pseudonyms, [i[1] if i is not None else "" for i in ids])

@@ -193,7 +193,7 @@ def score_release(
     from deid.score.linkage import linkage_section
     from deid.score.metadata import audit_release, mask_path
     from deid.score.thumbnails import thumbnails
-    from deid.score.truth import build_units, read_truth
+    from deid.score.truth import build_units, labels_from_pseudonyms, read_truth
 
     say = log or (lambda _line: None)
     release = Path(release)
@@ -252,7 +252,8 @@ def score_release(
 
     say("auditing metadata")
     t = time.perf_counter()
-    metadata, pseudonyms = audit_release(found.items, found.skipped, root, embedded.units, progress)
+    audit = audit_release(found.items, found.skipped, root, embedded.units, progress)
+    metadata, pseudonyms = audit.metadata, audit.pseudonyms
     timings["metadata"] = time.perf_counter() - t
 
     say("measuring linkage")
@@ -264,16 +265,22 @@ def score_release(
 
     rng = np.random.default_rng(options.seed)
     truth_section = None
-    if truth is not None:
-        say("measuring accuracy against the truth")
+    source = f"truth CSV {truth.source.name}" if truth is not None else None
+    if truth is None and pseudonyms is not None and len(set(pseudonyms)) < len(pseudonyms):
+        # no answer key, but the files name their patients: judge against those names
+        read_labels = labels_from_pseudonyms(pseudonyms, audit.study_times, embedded.modalities)
+        source = "PatientID of the files"
+    if source is not None:
+        say(f"measuring accuracy against the {source}")
         t = time.perf_counter()
-        truth_section = truth_metrics(
-            embedded.embeddings,
-            read_labels,
-            source=f"truth CSV {truth.source.name}",
-            n_boot=options.n_boot,
-            rng=rng,
-        )
+        try:
+            truth_section = truth_metrics(
+                embedded.embeddings, read_labels, source=source, n_boot=options.n_boot, rng=rng
+            )
+        except InputError:
+            if truth is not None:
+                raise
+            # PatientIDs that never repeat within a modality give nothing to measure
         timings["truth metrics"] = time.perf_counter() - t
 
     gallery = None

@@ -134,3 +134,21 @@ def build_units(
             )
             units[i] = Unit(members[0].key, tuple(members))
     return units, labels
+
+
+def labels_from_pseudonyms(
+    pseudonyms: Sequence[str], study_times: Sequence[str], modalities: Sequence[str]
+) -> list[Label]:
+    """Labels from the release's own PatientIDs (for originals, these are the identities).
+
+    Each modality is one group; a patient's visits are ordered by study date and time, then by
+    release order.
+    """
+    order = sorted(range(len(pseudonyms)), key=lambda i: (study_times[i], i))
+    visit_of: dict[int, int] = {}
+    seen: dict[tuple[str, str], int] = {}
+    for i in order:
+        key = (modalities[i], pseudonyms[i])
+        visit_of[i] = seen.get(key, 0)
+        seen[key] = visit_of[i] + 1
+    return [Label(pseudonyms[i], modalities[i], visit_of[i]) for i in range(len(pseudonyms))]

@@ -59,11 +59,29 @@ def brain_anatomy(seed: int, dataset: str, patient_index: int) -> BrainAnatomy:
     rng = anatomy_rng(seed, dataset, patient_index)
     u = rng.uniform
     vx, vy, vw, vl = u(0.08, 0.12), u(-0.06, 0.04), u(0.035, 0.055), u(0.24, 0.32)
-    ventricles = np.array([[-vx + u(-0.015, 0.015), vy + u(-0.02, 0.02), vw * u(0.85, 1.15), vl * u(0.9, 1.1), u(-14, -4)],
-                           [vx + u(-0.015, 0.015), vy + u(-0.02, 0.02), vw * u(0.85, 1.15), vl * u(0.9, 1.1), u(4, 14)]])
+    ventricles = np.array(
+        [
+            [
+                -vx + u(-0.015, 0.015),
+                vy + u(-0.02, 0.02),
+                vw * u(0.85, 1.15),
+                vl * u(0.9, 1.1),
+                u(-14, -4),
+            ],
+            [
+                vx + u(-0.015, 0.015),
+                vy + u(-0.02, 0.02),
+                vw * u(0.85, 1.15),
+                vl * u(0.9, 1.1),
+                u(4, 14),
+            ],
+        ]
+    )
     bottom = u(25.0, 35.0)
     return BrainAnatomy(
-        head=np.array([u(0.6, 0.7), u(0.76, 0.86), u(-0.02, 0.05), u(0.035, 0.055), u(0.035, 0.055)]),
+        head=np.array(
+            [u(0.6, 0.7), u(0.76, 0.86), u(-0.02, 0.05), u(0.035, 0.055), u(0.035, 0.055)]
+        ),
         outline=rng.uniform(-0.04, 0.04, 4),
         folds=int(rng.integers(24, 32)),
         fold_depth=float(u(0.14, 0.2)),
@@ -72,8 +90,12 @@ def brain_anatomy(seed: int, dataset: str, patient_index: int) -> BrainAnatomy:
         midline=np.array([u(-0.03, 0.03), u(-0.05, 0.05)]),
         ventricles=ventricles,
         ventricle_z=np.array([bottom, bottom + u(35.0, 45.0)]),
-        nuclei=np.array([[-u(0.1, 0.14), u(0.06, 0.12), u(0.06, 0.08), u(0.09, 0.12)],
-                         [u(0.1, 0.14), u(0.06, 0.12), u(0.06, 0.08), u(0.09, 0.12)]]),
+        nuclei=np.array(
+            [
+                [-u(0.1, 0.14), u(0.06, 0.12), u(0.06, 0.08), u(0.09, 0.12)],
+                [u(0.1, 0.14), u(0.06, 0.12), u(0.06, 0.08), u(0.09, 0.12)],
+            ]
+        ),
         core_mm=float(bottom + u(12.0, 22.0)),
         drift_dir=float(u(0.0, 1.0)),
     )
@@ -102,12 +124,20 @@ class _Geometry:
             across = np.cos(a) * ex - np.sin(a) * ey
             # frontal horns wider than the bodies: width grows towards the front (negative along)
             self.ventricles.append((across, along, float(vw), float(vl)))
-        self.nuclei = [np.hypot((x - float(nx)) / float(nw), (y - float(ny)) / float(nl))
-                       for nx, ny, nw, nl in anat.nuclei]
+        self.nuclei = [
+            np.hypot((x - float(nx)) / float(nw), (y - float(ny)) / float(nl))
+            for nx, ny, nw, nl in anat.nuclei
+        ]
 
 
-def _slice(anat: BrainAnatomy, g: _Geometry, z_mm: float, atrophy: bool, years: float,
-           contrast: dict[str, float]) -> np.ndarray:
+def _slice(
+    anat: BrainAnatomy,
+    g: _Geometry,
+    z_mm: float,
+    atrophy: bool,
+    years: float,
+    contrast: dict[str, float],
+) -> np.ndarray:
     """T1-weighted intensity (0..1) of one axial slice at height ``z_mm``."""
     zf = z_mm / _HEAD_MM
     size = float(np.sqrt(max(1.0 - max(zf - 0.25, 0.0) ** 2 / 0.75**2, 1e-4)))
@@ -123,20 +153,29 @@ def _slice(anat: BrainAnatomy, g: _Geometry, z_mm: float, atrophy: bool, years: 
     # The phase bends with height (field 0) and with depth (field 1), so sulci curve and branch.
     height = np.full_like(g.theta, 2.0 * zf - 1.0)
     angle = g.theta / np.pi
-    phase = (anat.folds * g.theta + 2.2 * sample_field(anat.fold_fields[0], angle, height)
-             + 1.2 * sample_field(anat.fold_fields[1], angle, 2.0 * (r - 0.85)))
+    phase = (
+        anat.folds * g.theta
+        + 2.2 * sample_field(anat.fold_fields[0], angle, height)
+        + 1.2 * sample_field(anat.fold_fields[1], angle, 2.0 * (r - 0.85))
+    )
     folds = np.cos(phase)
     depth = anat.fold_depth * (1.0 + 0.35 * sample_field(anat.fold_fields[2], angle, height))
     wm_edge = 1.0 - anat.cortex - depth * (0.5 + 0.5 * folds)
     brain = soft_step(1.0 - r, 0.01)
     wm = soft_step(wm_edge - r, 0.012)
-    sulcus = soft_step(folds - (0.8 if atrophy else 0.9), 0.04) * soft_step(r - (1.0 - depth - anat.cortex), 0.02)
+    sulcus = soft_step(folds - (0.8 if atrophy else 0.9), 0.04) * soft_step(
+        r - (1.0 - depth - anat.cortex), 0.02
+    )
     fissure = soft_step((0.016 if atrophy else 0.01) - g.midline, 0.004) * soft_step(r - 0.6, 0.05)
     csf = np.maximum(np.maximum(sulcus, fissure), 1.0 - brain)
 
     # Ventricles (frontal horns wider) and thalami, only in their z range.
     v_lo, v_hi = (float(v) for v in anat.ventricle_z)
-    v_size = float(np.clip(np.sin(np.pi * (z_mm - v_lo) / (v_hi - v_lo)), 0.0, 1.0)) if v_lo < z_mm < v_hi else 0.0
+    v_size = (
+        float(np.clip(np.sin(np.pi * (z_mm - v_lo) / (v_hi - v_lo)), 0.0, 1.0))
+        if v_lo < z_mm < v_hi
+        else 0.0
+    )
     if v_size > 0:
         widen = 1.45 if atrophy else 1.0
         for across, along, vw, vl in g.ventricles:
@@ -172,17 +211,28 @@ def render_brain_mri(
     lo = max(-10.0, anat.core_mm + _CORE_HALF_MM - cover)
     hi = min(_HEAD_MM + 10.0 - cover, anat.core_mm - _CORE_HALF_MM)
     z = float(rng.uniform(lo, max(lo, hi))) + spacing_z * np.arange(count)
-    contrast = {"wm": rng.uniform(0.66, 0.76), "gm": rng.uniform(0.40, 0.50), "csf": rng.uniform(0.08, 0.16),
-                "fat": rng.uniform(0.78, 0.92), "bone": rng.uniform(0.18, 0.3)}
+    contrast = {
+        "wm": rng.uniform(0.66, 0.76),
+        "gm": rng.uniform(0.40, 0.50),
+        "csf": rng.uniform(0.08, 0.16),
+        "fat": rng.uniform(0.78, 0.92),
+        "bone": rng.uniform(0.18, 0.3),
+    }
     x, y = posed_grid(pose)
     g = _Geometry(anat, x, y)
 
     les = finding_rng(seed, dataset, patient_index, "lesion", visit)
     n_les = int(les.integers(3, 8))
     les_side = np.where(les.random(n_les) < 0.5, 0, 1)
-    les_pos = np.stack([anat.ventricles[les_side, 0] + np.sign(anat.ventricles[les_side, 0]) * les.uniform(0.06, 0.13, n_les),
-                        anat.ventricles[les_side, 1] + les.uniform(-0.22, 0.22, n_les),
-                        anat.core_mm + les.uniform(-_CORE_HALF_MM, _CORE_HALF_MM, n_les)], axis=1)
+    les_pos = np.stack(
+        [
+            anat.ventricles[les_side, 0]
+            + np.sign(anat.ventricles[les_side, 0]) * les.uniform(0.06, 0.13, n_les),
+            anat.ventricles[les_side, 1] + les.uniform(-0.22, 0.22, n_les),
+            anat.core_mm + les.uniform(-_CORE_HALF_MM, _CORE_HALF_MM, n_les),
+        ],
+        axis=1,
+    )
     les_r = les.uniform(3.0, 5.5, n_les) / (_FOV_MM / 2.0)
 
     years = days / 365.25

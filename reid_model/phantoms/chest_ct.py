@@ -63,16 +63,28 @@ def ct_anatomy(seed: int, dataset: str, patient_index: int) -> ChestCTAnatomy:
     rng = anatomy_rng(seed, dataset, patient_index)
     u = rng.uniform
     bw, bd = u(0.70, 0.84), u(0.46, 0.58)
-    lungs = np.array([[-u(0.30, 0.36), u(-0.04, 0.04), u(0.20, 0.25), u(0.30, 0.38)],
-                      [u(0.30, 0.36), u(-0.04, 0.04), u(0.19, 0.24), u(0.30, 0.37)]])
+    lungs = np.array(
+        [
+            [-u(0.30, 0.36), u(-0.04, 0.04), u(0.20, 0.25), u(0.30, 0.38)],
+            [u(0.30, 0.36), u(-0.04, 0.04), u(0.19, 0.24), u(0.30, 0.37)],
+        ]
+    )
     lungs[:, 0] *= bw / 0.77
     return ChestCTAnatomy(
         body=np.array([bw, bd, u(0.0, 0.08), u(0.03, 0.09), u(2.1, 2.8)]),
         lungs=lungs,
         lung_shape=rng.uniform(-0.08, 0.08, (2, 5)),
         heart=np.array([u(0.04, 0.12), u(-0.14, -0.04), u(0.24, 0.3), u(0.2, 0.26), u(0.42, 0.52)]),
-        aorta=np.array([u(0.0, 0.06), u(-0.16, -0.08), u(0.08, 0.14), u(0.14, 0.2),
-                        u(0.045, 0.06), u(0.2, 0.28)]),
+        aorta=np.array(
+            [
+                u(0.0, 0.06),
+                u(-0.16, -0.08),
+                u(0.08, 0.14),
+                u(0.14, 0.2),
+                u(0.045, 0.06),
+                u(0.2, 0.28),
+            ]
+        ),
         trachea=np.array([u(-0.02, 0.02), u(-0.06, 0.02), u(0.038, 0.05), u(0.36, 0.44)]),
         spine=np.array([u(-0.02, 0.02), u(0.26, 0.32), u(0.08, 0.1)]),
         vertebra_pitch_mm=float(u(22.0, 27.0)),
@@ -91,13 +103,21 @@ def _window(z: np.ndarray, lo: float, hi: float, ramp: float) -> np.ndarray:
     return soft_step(z - lo, ramp) * soft_step(hi - z, ramp)
 
 
-def _harmonic_radius(dx: np.ndarray, dy: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _harmonic_radius(
+    dx: np.ndarray, dy: np.ndarray, k: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Polar radius and outline radius 1 + low-order harmonics (cos/sin of the angle only)."""
     r = np.sqrt(dx * dx + dy * dy) + 1e-6
     c, s = dx / r, dy / r
     k0, k1, k2, k3, k4 = (float(v) for v in k)
-    edge = 1.0 + k0 * (c * c - s * s) + k1 * 2 * c * s + k2 * c * (c * c - 3 * s * s) \
-        + k3 * s * (3 * c * c - s * s) + k4 * c
+    edge = (
+        1.0
+        + k0 * (c * c - s * s)
+        + k1 * 2 * c * s
+        + k2 * c * (c * c - 3 * s * s)
+        + k3 * s * (3 * c * c - s * s)
+        + k4 * c
+    )
     return r, edge
 
 
@@ -109,8 +129,12 @@ class _Geometry:
         bw, bd, by, fat, expo = (float(v) for v in anat.body)
         self.rho = (np.abs(x / bw) ** expo + np.abs((y - by) / bd) ** expo) ** (1.0 / expo)
         self.fat_rho = fat / bw
-        self.lungs = [_harmonic_radius((x - float(lx)) / float(lw), (y - float(ly)) / float(ld), anat.lung_shape[i])
-                      for i, (lx, ly, lw, ld) in enumerate(anat.lungs)]
+        self.lungs = [
+            _harmonic_radius(
+                (x - float(lx)) / float(lw), (y - float(ly)) / float(ld), anat.lung_shape[i]
+            )
+            for i, (lx, ly, lw, ld) in enumerate(anat.lungs)
+        ]
         hx, hy, hw, hd, _ = (float(v) for v in anat.heart)
         self.heart = np.hypot((x - hx) / hw, (y - hy) / hd)
         self.envelope = np.hypot((x - hx * 0.5) / 0.3, (y - hy + 0.02) / 0.36)
@@ -120,17 +144,21 @@ class _Geometry:
         t = np.clip((x - ax) / (dx - ax + 1e-6), 0.0, 1.0)
         self.arch = np.hypot(x - (ax + t * (dx - ax)), y - (ay + t * (dy - ay)))
         self.vessel_fields = [sample_field(f, x, y) for f in anat.vessel_fields]
-        self.hilum = np.minimum(np.hypot(x - float(anat.lungs[0, 0]) * 0.45, y),
-                                np.hypot(x - float(anat.lungs[1, 0]) * 0.45, y))
+        self.hilum = np.minimum(
+            np.hypot(x - float(anat.lungs[0, 0]) * 0.45, y),
+            np.hypot(x - float(anat.lungs[1, 0]) * 0.45, y),
+        )
         tx, ty, _, _ = (float(v) for v in anat.trachea)
         self.x, self.y, self.tx, self.ty = x, y, tx, ty
         self.trachea = np.hypot(x - tx, y - ty)
         sx, sy, sr = (float(v) for v in anat.spine)
         self.vertebra = np.hypot(x - sx, (y - sy) * 1.1)
         self.canal = np.hypot(x - sx, y - sy - sr - 0.05)
-        self.spinous = soft_step(0.018 - np.abs(x - sx), 0.004) * _band(y, sy + sr + 0.1, sy + sr + 0.24)
+        self.spinous = soft_step(0.018 - np.abs(x - sx), 0.004) * _band(
+            y, sy + sr + 0.1, sy + sr + 0.24
+        )
         ang = np.arctan2((y - by) / bd, x / bw)
-        self.rib_angle = 7.0 * ang
+        self.rib_angle = 11.0 * ang
         self.lateral = soft_step(np.abs(np.cos(ang)) - 0.25, 0.05)
         self.sternum = soft_step(0.05 - np.abs(x), 0.006) * (y < by)
 
@@ -150,7 +178,11 @@ def _slice_hu(anat: ChestCTAnatomy, g: _Geometry, z_mm: float, years: float) -> 
     _, _, _, _, heart_z = (float(v) for v in anat.heart)
     _, _, _, _, ar, arch_z = (float(v) for v in anat.aorta)
     heart = soft_step(1.0 - g.heart, 0.02) * _ramp(zf - heart_z, 0.04)
-    ascending = soft_step(ar * 1.15 - g.ascending, 0.004) * _ramp(zf - arch_z, 0.01) * _ramp(heart_z + 0.05 - zf, 0.01)
+    ascending = (
+        soft_step(ar * 1.15 - g.ascending, 0.004)
+        * _ramp(zf - arch_z, 0.01)
+        * _ramp(heart_z + 0.05 - zf, 0.01)
+    )
     descending = soft_step(ar - g.descending, 0.004) * _ramp(zf - arch_z, 0.01)
     arch = soft_step(ar - g.arch, 0.004) * _ramp(0.015 - abs(zf - arch_z), 0.006)
     great = np.maximum(np.maximum(ascending, descending), arch)
@@ -174,7 +206,8 @@ def _slice_hu(anat: ChestCTAnatomy, g: _Geometry, z_mm: float, years: float) -> 
         spread = min((zf - carina) * 1.6, 0.25)
         airway = np.maximum(
             soft_step(tr * 0.7 - np.hypot(g.x - g.tx + 0.05 + spread, g.y - g.ty), 0.005),
-            soft_step(tr * 0.65 - np.hypot(g.x - g.tx - 0.05 - spread, g.y - g.ty), 0.005))
+            soft_step(tr * 0.65 - np.hypot(g.x - g.tx - 0.05 - spread, g.y - g.ty), 0.005),
+        )
     else:
         airway = 0.0
     hu -= airway * 1040.0 * (1.0 - lung)
@@ -192,8 +225,8 @@ def _slice_hu(anat: ChestCTAnatomy, g: _Geometry, z_mm: float, years: float) -> 
     hu += g.spinous * 550.0 - soft_step(0.045 - g.canal, 0.005) * 30.0
 
     # Ribs: bone segments on a ring inside the chest wall, their angle advancing with z.
-    on_ring = soft_step(0.035 - np.abs(rho - 0.9 + g.fat_rho * 0.5), 0.006)
-    rib = np.cos(g.rib_angle + (2 * np.pi * z_mm / anat.rib_pitch_mm + anat.rib_phase)) > 0.55
+    on_ring = soft_step(0.026 - np.abs(rho - 0.9 + g.fat_rho * 0.5), 0.006)
+    rib = np.cos(g.rib_angle + (2 * np.pi * z_mm / anat.rib_pitch_mm + anat.rib_phase)) > 0.72
     hu += on_ring * g.lateral * rib * 620.0
     if 0.25 < zf < 0.85:
         hu += g.sternum * soft_step(0.03 - np.abs(rho - 0.9), 0.006) * 500.0
@@ -208,7 +241,9 @@ def _band(v: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return soft_step(v - lo, 0.004) * soft_step(hi - v, 0.004)
 
 
-def _finding_blob(x: np.ndarray, y: np.ndarray, z_mm: float, centre: np.ndarray, radius_mm: float) -> np.ndarray:
+def _finding_blob(
+    x: np.ndarray, y: np.ndarray, z_mm: float, centre: np.ndarray, radius_mm: float
+) -> np.ndarray:
     """Soft sphere of ``radius_mm`` around (x, y, z_mm) in patient units (x, y normalised)."""
     scale = _FOV_MM / 2.0
     dz = (z_mm - centre[2]) / scale
@@ -267,7 +302,9 @@ def render_chest_ct(
         lungish = soft_step(-500.0 - hu, 150.0)  # lung parenchyma, where the findings live
         if findings.get("ground_glass"):
             blob = _finding_blob(x, y, z_mm, ggo_centre, ggo_r)
-            patchy = np.clip(0.8 + 0.25 * sample_field(ggo_field, x - ggo_centre[0], y - ggo_centre[1]), 0.4, 1.0)
+            patchy = np.clip(
+                0.8 + 0.25 * sample_field(ggo_field, x - ggo_centre[0], y - ggo_centre[1]), 0.4, 1.0
+            )
             hu += 350.0 * blob * patchy * lungish
         if findings.get("nodule"):
             hu += 900.0 * _finding_blob(x, y, z_mm, nod_centre, nod_r) * lungish

@@ -82,9 +82,24 @@ def _pulmonary_tree(rng: np.random.Generator, lung_medial: np.ndarray) -> Tree:
         for heading in np.linspace(-1.9, 1.7, 6) + rng.normal(0, 0.15, 6):
             # headings fan out from the hilum towards the lateral side (mirrored for the right)
             angle = heading if sign > 0 else np.pi - heading
-            roots.append((hx, float(rng.uniform(-0.08, 0.06)), float(angle), float(rng.uniform(0.010, 0.016))))
-    return grow_tree(rng, roots, step=0.045, turn_sd=0.25, branch_prob=0.3,
-                     branch_angle=(0.3, 0.8), taper=0.93, min_width=0.005)
+            roots.append(
+                (
+                    hx,
+                    float(rng.uniform(-0.08, 0.06)),
+                    float(angle),
+                    float(rng.uniform(0.010, 0.016)),
+                )
+            )
+    return grow_tree(
+        rng,
+        roots,
+        step=0.045,
+        turn_sd=0.25,
+        branch_prob=0.3,
+        branch_angle=(0.3, 0.8),
+        taper=0.93,
+        min_width=0.005,
+    )
 
 
 @lru_cache(maxsize=512)
@@ -109,27 +124,44 @@ def chest_anatomy(seed: int, dataset: str, patient_index: int) -> ChestAnatomy:
         lung_top=_f32([u(-0.80, -0.68), u(-0.80, -0.68)]),
         lung_bottom=_f32([u(0.38, 0.52), u(0.44, 0.58)]),
         dome=_f32([u(0.12, 0.24), u(0.10, 0.22)]),
-        lung_harmonics=_f32(np.stack(
-            [rng.uniform(-0.05, 0.05, (2, 3)), rng.uniform(0, 2 * np.pi, (2, 3))], axis=-1
-        )),
+        lung_harmonics=_f32(
+            np.stack([rng.uniform(-0.05, 0.05, (2, 3)), rng.uniform(0, 2 * np.pi, (2, 3))], axis=-1)
+        ),
         heart=_f32([u(0.04, 0.11), u(0.2, 0.27), u(0.28, 0.34), u(0.22, 0.27), u(22, 42)]),
-        heart_harmonics=_f32(np.stack(
-            [rng.uniform(-0.05, 0.05, 3), rng.uniform(0, 2 * np.pi, 3)], -1)),
+        heart_harmonics=_f32(
+            np.stack([rng.uniform(-0.05, 0.05, 3), rng.uniform(0, 2 * np.pi, 3)], -1)
+        ),
         knob=_f32([u(0.08, 0.14), u(-0.2, -0.1), u(0.05, 0.08)]),
         spine=_f32(
             [u(-0.03, 0.03), u(-0.03, 0.03), u(-0.04, 0.04), u(0, 0.03), u(0, 6.3), u(0.06, 0.08)]
         ),
         vertebra_knots=_f32(u(-1.7, -1.5) + np.concatenate([[0.0], np.cumsum(vert_gaps)])),
         rib_knots=_f32(rib_knots),
-        rib_curve=_f32(np.stack([rng.uniform(0.15, 0.3, 2), rng.uniform(1.1, 1.5, 2),
-                                 rng.uniform(-0.1, 0.25, 2)], axis=-1)),
+        rib_curve=_f32(
+            np.stack(
+                [rng.uniform(0.15, 0.3, 2), rng.uniform(1.1, 1.5, 2), rng.uniform(-0.1, 0.25, 2)],
+                axis=-1,
+            )
+        ),
         rib_thickness=_f32(rng.uniform(0.24, 0.32, (2, 11))),
         anterior_knots=_f32(anterior),
         anterior_slope=_f32(rng.uniform(0.35, 0.6, 2)),
-        clavicle=_f32(np.stack([rng.uniform(-0.7, -0.6, 2), rng.uniform(-0.6, -0.35, 2),
-                                rng.uniform(0.3, 0.6, 2)], axis=-1)),
-        humerus=_f32(np.stack([rng.uniform(0.92, 1.05, 2), rng.uniform(-0.72, -0.55, 2),
-                               rng.uniform(0.11, 0.15, 2)], axis=-1)),
+        clavicle=_f32(
+            np.stack(
+                [rng.uniform(-0.7, -0.6, 2), rng.uniform(-0.6, -0.35, 2), rng.uniform(0.3, 0.6, 2)],
+                axis=-1,
+            )
+        ),
+        humerus=_f32(
+            np.stack(
+                [
+                    rng.uniform(0.92, 1.05, 2),
+                    rng.uniform(-0.72, -0.55, 2),
+                    rng.uniform(0.11, 0.15, 2),
+                ],
+                axis=-1,
+            )
+        ),
         breast=float(u(0.06, 0.14)) if rng.random() < 0.5 else 0.0,
         bubble=_f32([u(0.25, 0.45), u(0.05, 0.12), u(0.05, 0.09) if rng.random() < 0.7 else 0.0]),
         vessels=_pulmonary_tree(rng, lung_medial),
@@ -151,7 +183,9 @@ def _aged(anat: ChestAnatomy, years: float) -> ChestAnatomy:
 
 
 _TABLE = 512
-_DOME = np.sqrt(np.clip(1.0 - ((np.linspace(0, 1, _TABLE) - 0.4) / 0.62) ** 2, 0.0, 1.0))[None].astype(np.float32)
+_DOME = np.sqrt(np.clip(1.0 - ((np.linspace(0, 1, _TABLE) - 0.4) / 0.62) ** 2, 0.0, 1.0))[
+    None
+].astype(np.float32)
 
 
 def _lookup(table: np.ndarray, t: np.ndarray, row: np.ndarray | int) -> np.ndarray:
@@ -191,8 +225,13 @@ def _side_coords(x: np.ndarray, spine_x: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def _attenuation(
-    anat: ChestAnatomy, pose: Pose, x: np.ndarray, y: np.ndarray, ap_view: bool,
-    vessels: np.ndarray, cardiomegaly: bool,
+    anat: ChestAnatomy,
+    pose: Pose,
+    x: np.ndarray,
+    y: np.ndarray,
+    ap_view: bool,
+    vessels: np.ndarray,
+    cardiomegaly: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Attenuation map (0 = air) and the lung mask, in the posed patient coordinates."""
     sp = anat.spine
@@ -200,8 +239,11 @@ def _attenuation(
     u, side = _side_coords(x, spine_x)
 
     # Body outline with neck and shoulders; soft-tissue path length grows towards the midline.
-    bw = _interp(y, [-1.5, -0.97, -0.84, -0.7, 0.0, 1.5],
-                   [0.26, 0.30, 1.25, 1.1, anat.body_width, anat.body_width * 1.08])
+    bw = _interp(
+        y,
+        [-1.5, -0.97, -0.84, -0.7, 0.0, 1.5],
+        [0.26, 0.30, 1.25, 1.1, anat.body_width, anat.body_width * 1.08],
+    )
     chord = np.sqrt(np.clip(1.0 - (x / bw) ** 2, 0.0, 1.0))
     att = (0.42 + 0.38 * chord) * soft_step(bw - np.abs(x), 0.02)
     if anat.breast > 0:
@@ -216,8 +258,12 @@ def _attenuation(
     lateral = med + wid * _lookup(_lung_profiles(anat), t, side)
     q = np.clip((u - med) / wid, 0.0, 1.0)
     diaphragm = bottom - dome * _lookup(_DOME, q, 0) + 0.05 * q
-    lung = (soft_step(u - med, 0.012) * soft_step(lateral - u, 0.012)
-            * soft_step(y - top, 0.015) * soft_step(diaphragm - y, 0.012))
+    lung = (
+        soft_step(u - med, 0.012)
+        * soft_step(lateral - u, 0.012)
+        * soft_step(y - top, 0.015)
+        * soft_step(diaphragm - y, 0.012)
+    )
 
     # Heart (rotated ellipse with a wavy border) and aortic knob overlay the medial lungs.
     hx, hy, hax, hay, hang = anat.heart
@@ -280,7 +326,12 @@ def _attenuation(
         ainside = (ya > anat.anterior_knots[s, 0] - 0.05) & (ya < anat.anterior_knots[s, -1] + 0.05)
         ad2 = (ad / 0.2) ** 2
         anterior[sel] = ainside * np.exp(-(ad2 * ad2)) * soft_step(u[sel] - 0.25, 0.08)
-    att += chest_wall * soft_step(u - 0.04, 0.01) * (0.35 + 0.65 * lung) * (0.09 * ribs + 0.04 * anterior)
+    att += (
+        chest_wall
+        * soft_step(u - 0.04, 0.01)
+        * (0.35 + 0.65 * lung)
+        * (0.09 * ribs + 0.04 * anterior)
+    )
 
     # Clavicles and humeral heads.
     c0, c1, c2 = (anat.clavicle[side, k] for k in range(3))
@@ -296,15 +347,33 @@ def _attenuation(
 
 
 def _add_findings(
-    att: np.ndarray, lung: np.ndarray, anat: ChestAnatomy, x: np.ndarray, y: np.ndarray,
-    findings: dict[str, bool], seed: int, dataset: str, patient_index: int, visit: int,
+    att: np.ndarray,
+    lung: np.ndarray,
+    anat: ChestAnatomy,
+    x: np.ndarray,
+    y: np.ndarray,
+    findings: dict[str, bool],
+    seed: int,
+    dataset: str,
+    patient_index: int,
+    visit: int,
 ) -> np.ndarray:
     """Add the visible signs of the visit's findings to the attenuation map."""
     # Every placement stream is drawn even when absent, so forcing one finding leaves the rest.
     nod = finding_rng(seed, dataset, patient_index, "nodule", None)
-    nod_side, nod_q, nod_t, nod_r = nod.integers(2), nod.uniform(0.3, 0.75), nod.uniform(0.2, 0.65), nod.uniform(0.028, 0.042)
+    nod_side, nod_q, nod_t, nod_r = (
+        nod.integers(2),
+        nod.uniform(0.3, 0.75),
+        nod.uniform(0.2, 0.65),
+        nod.uniform(0.028, 0.042),
+    )
     opa = finding_rng(seed, dataset, patient_index, "opacity", visit)
-    opa_side, opa_q, opa_t, opa_r = opa.integers(2), opa.uniform(0.25, 0.7), opa.uniform(0.45, 0.85), opa.uniform(0.12, 0.2)
+    opa_side, opa_q, opa_t, opa_r = (
+        opa.integers(2),
+        opa.uniform(0.25, 0.7),
+        opa.uniform(0.45, 0.85),
+        opa.uniform(0.12, 0.2),
+    )
     opa_field = smooth_field(opa, (24, 24), 1.5)
     eff = finding_rng(seed, dataset, patient_index, "effusion", visit)
     eff_side, eff_h = eff.integers(2), eff.uniform(0.12, 0.22)
@@ -359,7 +428,9 @@ def render_chest_xray(
     img = img * device_pattern(dataset, device_index)
     img = gaussian_blur(img, device.blur + rng.uniform(0.0, 0.7))
     noise = device.noise * rng.uniform(0.6, 1.6)
-    img = img + noise * np.sqrt(np.clip(img, 0.0, None) + 0.05) * rng.standard_normal(img.shape, dtype=np.float32)
+    img = img + noise * np.sqrt(np.clip(img, 0.0, None) + 0.05) * rng.standard_normal(
+        img.shape, dtype=np.float32
+    )
 
     # Collimation: each edge inset independently; outside is the device's blank value.
     inset = (rng.uniform(0.0, 0.12, 4) * SIZE).astype(int) * (rng.random(4) < 0.6)
@@ -388,5 +459,10 @@ def render_chest_xray(
         view_position="AP" if ap_view else "PA",
         device=device.key,
         burn_in_phi=burn_in,
-        extra={"marker": text, "pose": pose},
+        extra={
+            "marker": text,
+            "pose_angle_deg": round(pose.angle_deg, 3),
+            "pose_scale": round(pose.scale, 4),
+            "pose_shift": (round(pose.shift_x, 4), round(pose.shift_y, 4)),
+        },
     )

@@ -80,7 +80,10 @@ class Pose:
 
     @staticmethod
     def sample(
-        rng: np.random.Generator, max_angle: float, scale_range: tuple[float, float], max_shift: float
+        rng: np.random.Generator,
+        max_angle: float,
+        scale_range: tuple[float, float],
+        max_shift: float,
     ) -> Pose:
         return Pose(
             angle_deg=float(rng.uniform(-max_angle, max_angle)),
@@ -117,7 +120,9 @@ def smooth_field(rng: np.random.Generator, shape: tuple[int, ...], sigma: float)
     return field.astype(np.float32)
 
 
-def sample_field(field: np.ndarray, x: np.ndarray, y: np.ndarray, extent: float = 1.2) -> np.ndarray:
+def sample_field(
+    field: np.ndarray, x: np.ndarray, y: np.ndarray, extent: float = 1.2
+) -> np.ndarray:
     """Bilinear samples of a 2D field covering [-extent, extent]² at patient coordinates (x, y).
 
     Coordinates outside the field are clamped to its border.
@@ -146,12 +151,6 @@ def soft_step(signed: np.ndarray, width: float) -> np.ndarray:
 def drift(base: float, rate: float, years: float, direction: float) -> float:
     """A parameter after ``years`` of slow, patient-specific drift (``rate`` = fraction per year)."""
     return base * (1.0 + rate * years * direction)
-
-
-def quantise(image01: np.ndarray, bits: int, dtype: type[np.integer]) -> np.ndarray:
-    """Map [0, 1] floats to unsigned integers with ``bits`` significant bits."""
-    top = (1 << bits) - 1
-    return np.clip(np.rint(image01 * top), 0, top).astype(dtype)
 
 
 def tone_quantise(

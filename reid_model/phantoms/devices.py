@@ -14,7 +14,13 @@ from functools import lru_cache
 import numpy as np
 from scipy import ndimage
 
-from reid_model.phantoms.common import SIZE, STREAM_DEVICE, dataset_code, detector_grid, smooth_field
+from reid_model.phantoms.common import (
+    SIZE,
+    STREAM_DEVICE,
+    dataset_code,
+    detector_grid,
+    smooth_field,
+)
 
 
 @dataclass(frozen=True)
@@ -46,9 +52,13 @@ DEVICES: dict[str, tuple[Device, ...]] = {
         Device("siteB-DX-3", 14, 0.015, 0.9, 0.75, 0.018, 5.5, 0.012, 90.0, 0.12, 1.0),
     ),
     "chest_ct": (
-        Device("CT-A", 12, 12.0, 0.6, 1.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, slice_spacings_mm=(2.5, 5.0)),
+        Device(
+            "CT-A", 12, 12.0, 0.6, 1.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, slice_spacings_mm=(2.5, 5.0)
+        ),
         Device("CT-B", 12, 20.0, 0.3, 1.0, 6.0, 0.0, 0.0, 0.0, 0.0, 0.0, slice_spacings_mm=(3.0,)),
-        Device("CT-C", 12, 8.0, 0.9, 1.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, slice_spacings_mm=(2.5, 5.0)),
+        Device(
+            "CT-C", 12, 8.0, 0.9, 1.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, slice_spacings_mm=(2.5, 5.0)
+        ),
     ),
     "fundus": (
         Device("FUNDUS-A", 8, 0.015, 0.6, 0.95, 0.03, 0.0, 0.0, 0.0, 0.45, 0.0, (1.00, 0.95, 0.90)),
@@ -56,9 +66,48 @@ DEVICES: dict[str, tuple[Device, ...]] = {
         Device("FUNDUS-C", 8, 0.010, 0.4, 0.85, 0.02, 0.0, 0.0, 0.0, 0.60, 0.0, (0.92, 1.02, 0.95)),
     ),
     "brain_mri": (
-        Device("MR-1.5T", 12, 0.030, 0.8, 1.00, 0.03, 6.0, 0.010, 0.0, 0.25, 0.0, slice_spacings_mm=(5.0, 6.0)),
-        Device("MR-3T-A", 12, 0.020, 0.5, 0.90, 0.04, 0.0, 0.000, 0.0, 0.40, 0.0, slice_spacings_mm=(3.0, 4.0)),
-        Device("MR-3T-B", 12, 0.025, 0.6, 1.10, 0.03, 9.0, 0.008, 90.0, 0.30, 0.0, slice_spacings_mm=(4.0, 5.0)),
+        Device(
+            "MR-1.5T",
+            12,
+            0.030,
+            0.8,
+            1.00,
+            0.03,
+            6.0,
+            0.010,
+            0.0,
+            0.25,
+            0.0,
+            slice_spacings_mm=(5.0, 6.0),
+        ),
+        Device(
+            "MR-3T-A",
+            12,
+            0.020,
+            0.5,
+            0.90,
+            0.04,
+            0.0,
+            0.000,
+            0.0,
+            0.40,
+            0.0,
+            slice_spacings_mm=(3.0, 4.0),
+        ),
+        Device(
+            "MR-3T-B",
+            12,
+            0.025,
+            0.6,
+            1.10,
+            0.03,
+            9.0,
+            0.008,
+            90.0,
+            0.30,
+            0.0,
+            slice_spacings_mm=(4.0, 5.0),
+        ),
     ),
 }
 

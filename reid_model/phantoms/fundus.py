@@ -54,12 +54,25 @@ def _arcades(rng: np.random.Generator, disc: np.ndarray, macula: np.ndarray, wid
     to_macula = float(np.arctan2(macula[1] - disc[1], macula[0] - disc[0]))
     roots = []
     for offset in (-0.9, 0.9):  # temporal arcades, curling around the macula
-        roots.append((float(disc[0]), float(disc[1]), to_macula + offset + rng.normal(0, 0.12), width))
+        roots.append(
+            (float(disc[0]), float(disc[1]), to_macula + offset + rng.normal(0, 0.12), width)
+        )
     for offset in (-2.1, 2.1):  # nasal vessels
-        roots.append((float(disc[0]), float(disc[1]), to_macula + offset + rng.normal(0, 0.2), width * 0.8))
-    return grow_tree(rng, roots, step=0.045, turn_sd=0.14, branch_prob=0.2,
-                     branch_angle=(0.5, 1.1), taper=0.97, min_width=0.005,
-                     bend=0.045, bend_centre=(float(macula[0]), float(macula[1])))
+        roots.append(
+            (float(disc[0]), float(disc[1]), to_macula + offset + rng.normal(0, 0.2), width * 0.8)
+        )
+    return grow_tree(
+        rng,
+        roots,
+        step=0.045,
+        turn_sd=0.14,
+        branch_prob=0.2,
+        branch_angle=(0.5, 1.1),
+        taper=0.97,
+        min_width=0.005,
+        bend=0.045,
+        bend_centre=(float(macula[0]), float(macula[1])),
+    )
 
 
 @lru_cache(maxsize=512)
@@ -69,7 +82,9 @@ def fundus_anatomy(seed: int, dataset: str, patient_index: int) -> FundusAnatomy
     u = rng.uniform
     eye = "R" if rng.random() < 0.5 else "L"
     nasal = 1.0 if eye == "R" else -1.0  # the disc lies nasally: image right for a right eye
-    disc = np.array([nasal * u(0.26, 0.38), u(-0.07, 0.07), u(0.085, 0.105), u(0.095, 0.12), u(0.25, 0.55)])
+    disc = np.array(
+        [nasal * u(0.26, 0.38), u(-0.07, 0.07), u(0.085, 0.105), u(0.095, 0.12), u(0.25, 0.55)]
+    )
     gap = u(0.5, 0.62)
     macula = np.array([disc[0] - nasal * gap, disc[1] + u(0.0, 0.08), u(0.11, 0.16)])
     pigment = np.array([u(0.72, 0.9), u(0.28, 0.42), u(0.1, 0.2)], dtype=np.float32)
@@ -89,8 +104,13 @@ def _rgb(r: float, g: float, b: float) -> np.ndarray:
     return np.array([r, g, b], dtype=np.float32)
 
 
-def _spots(rng: np.random.Generator, centre: tuple[float, float], spread: float,
-           count: int, radius: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def _spots(
+    rng: np.random.Generator,
+    centre: tuple[float, float],
+    spread: float,
+    count: int,
+    radius: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
     centres = np.asarray(centre) + rng.normal(0.0, spread, (count, 2))
     return centres, rng.uniform(*radius, count)
 
@@ -134,11 +154,21 @@ def render_fundus(
     ma = finding_rng(seed, dataset, patient_index, "microaneurysms", None)
     ma_spots = _spots(ma, (mx, my), 0.16, int(ma.integers(8, 20)), (0.008, 0.013))
     hm = finding_rng(seed, dataset, patient_index, "haemorrhages", visit)
-    hm_spots = _spots(hm, (mx + hm.uniform(-0.2, 0.2), my + hm.uniform(-0.2, 0.2)), 0.22,
-                      int(hm.integers(3, 7)), (0.022, 0.045))
+    hm_spots = _spots(
+        hm,
+        (mx + hm.uniform(-0.2, 0.2), my + hm.uniform(-0.2, 0.2)),
+        0.22,
+        int(hm.integers(3, 7)),
+        (0.022, 0.045),
+    )
     ex = finding_rng(seed, dataset, patient_index, "exudates", visit)
-    ex_spots = _spots(ex, (mx + ex.uniform(-0.15, 0.15), my + ex.uniform(-0.15, 0.15)), 0.09,
-                      int(ex.integers(8, 18)), (0.008, 0.018))
+    ex_spots = _spots(
+        ex,
+        (mx + ex.uniform(-0.15, 0.15), my + ex.uniform(-0.15, 0.15)),
+        0.09,
+        int(ex.integers(8, 18)),
+        (0.008, 0.018),
+    )
     for name, spots, colour, alpha in (
         ("haemorrhages", hm_spots, (0.38, 0.04, 0.03), 0.85),
         ("microaneurysms", ma_spots, (0.45, 0.03, 0.03), 0.9),
@@ -155,7 +185,9 @@ def render_fundus(
     gain = rng.uniform(0.75, 1.15) * illum * device_pattern(dataset, device_index)
     tint = (np.asarray(device.tint) * rng.uniform(0.93, 1.07, 3)).astype(np.float32)
     img = img * (gain[..., None] * tint)
-    img = np.moveaxis(gaussian_blur(np.moveaxis(img, -1, 0), device.blur + rng.uniform(0, 0.8)), 0, -1)
+    img = np.moveaxis(
+        gaussian_blur(np.moveaxis(img, -1, 0), device.blur + rng.uniform(0, 0.8)), 0, -1
+    )
     noise = rng.standard_normal((SIZE, SIZE), dtype=np.float32)  # sensor noise, shared by channels
     img += (device.noise * rng.uniform(0.6, 1.5) * noise)[..., None]
     fov_r = rng.uniform(0.9, 0.97)

@@ -14,7 +14,15 @@ from reid_model.phantoms.fundus import render_fundus
 from reid_model.phantoms.protocol import SPLITS, QueryGallery, query_gallery, split_of
 from reid_model.phantoms.types import DATASETS, PhantomImage
 
-__all__ = ["FINDINGS", "QueryGallery", "generate", "query_gallery", "render", "split_of"]
+__all__ = [
+    "DATASETS",
+    "FINDINGS",
+    "QueryGallery",
+    "generate",
+    "query_gallery",
+    "render",
+    "split_of",
+]
 
 _Renderer = Callable[[str, int, int, int, str, dict[str, bool]], PhantomImage]
 _RENDERERS: dict[str, _Renderer] = {
@@ -118,6 +126,3 @@ def _iterate(
                 continue
             for visit in range(n_visits):
                 yield render(dataset, patient_index, visit, seed)
-
-
-assert set(_RENDERERS) == set(DATASETS)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reid_model.phantoms.common import SIZE, Pose
+from reid_model.phantoms.common import SIZE, Pose, to_detector
 
 
 @dataclass(frozen=True)
@@ -64,21 +64,22 @@ def grow_tree(
     return Tree(np.asarray(segments, np.float32).reshape(-1, 4), np.asarray(widths, np.float32))
 
 
-def draw_tree(tree: Tree, pose: Pose, width_scale: float, size: int = SIZE, oversample: int = 2) -> np.ndarray:
+def draw_tree(
+    tree: Tree, pose: Pose, width_scale: float, size: int = SIZE, oversample: int = 2
+) -> np.ndarray:
     """Rasterise a tree seen through ``pose`` into a [0, 1] float32 coverage map (size x size).
 
     Widths are in patient units (1 = half the image) and scale with the pose; drawing at
     ``oversample`` times the resolution and box-filtering gives anti-aliased lines.
     """
     big = size * oversample
-    a = np.deg2rad(pose.angle_deg)
-    c, s = np.cos(a) * pose.scale, np.sin(a) * pose.scale
     pts = tree.segments.reshape(-1, 2)
-    det_x = c * pts[:, 0] - s * pts[:, 1] + pose.shift_x
-    det_y = s * pts[:, 0] + c * pts[:, 1] + pose.shift_y
+    det_x, det_y = to_detector(pose, pts[:, 0], pts[:, 1])
     px = ((det_x + 1.0) * 0.5 * big).reshape(-1, 2)
     py = ((det_y + 1.0) * 0.5 * big).reshape(-1, 2)
-    pix_width = np.maximum(np.rint(tree.widths * width_scale * pose.scale * 0.5 * big), 1).astype(int)
+    pix_width = np.maximum(np.rint(tree.widths * width_scale * pose.scale * 0.5 * big), 1).astype(
+        int
+    )
     canvas = Image.new("L", (big, big), 0)
     draw = ImageDraw.Draw(canvas)
     for (x0, x1), (y0, y1), w in zip(px.tolist(), py.tolist(), pix_width.tolist(), strict=True):

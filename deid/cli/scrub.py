@@ -1,0 +1,175 @@
+"""``deid scrub``: write a de-identified, resumable safe copy of a release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from deid.cli.options import library_errors_to_click, quiet_option
+from deid.dicom.options import ProfileOptions  # dataclasses only: cheap to import
+
+_PROBLEMS_SHOWN = 20
+
+
+def _split_names(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    names = [n.strip() for item in value for n in item.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ProfileOptions.option_names()]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown profile option(s) {', '.join(unknown)}; choose from {', '.join(ProfileOptions.option_names())}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def _safe_private(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[tuple[str, int, int], ...]:
+    """Parse ``CREATOR:GGGG:EE`` (group and element low byte in hex)."""
+    entries = []
+    for text in value:
+        try:
+            creator, group, element = text.rsplit(":", 2)
+            entries.append((creator.strip(), int(group, 16), int(element, 16)))
+        except ValueError as exc:
+            raise click.BadParameter(
+                f"{text!r} is not CREATOR:GGGG:EE, e.g. GEMS_PARM_01:0043:27"
+            ) from exc
+    return tuple(entries)
+
+
+def _pixel_cleaner() -> None:
+    """The pixel identity-removal step used unless --no-pixels.
+
+    None yet: the optimizer against the re-identifier plugs in here (it returns a
+    ``deid.scrub.PixelCleaner``), so for now every scrub is metadata only.
+    """
+    return None
+
+
+@click.command(
+    epilog="Beside OUT (never inside it) the run keeps OUT.key (the secret key, unless "
+    "--key-file is given), OUT.map.json (only with --write-map) and OUT.plan.json (--dry-run); "
+    "all owner-only. Exit code 2 on a usage, input or output error."
+)
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder of the safe copy; not the release, not inside it.",
+)
+@click.option(
+    "--profile-options",
+    "profile_options",
+    multiple=True,
+    callback=_split_names,
+    help="PS3.15 options, comma list or repeated: "
+    + ", ".join(ProfileOptions.option_names())
+    + ".",
+)
+@click.option(
+    "--safe-private",
+    multiple=True,
+    callback=_safe_private,
+    help="Private attribute kept by retain-safe-private, as CREATOR:GGGG:EE; repeat.",
+)
+@click.option("--no-pixels", is_flag=True, help="Metadata only: Pixel Data stays bit-identical.")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    help="Secret key (64 hex digits, mode 600). [default: OUT.key, created if missing]",
+)
+@click.option("--resume", is_flag=True, help="Finish an interrupted scrub in OUT.")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier scrub output in OUT.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Write the per-attribute plan to OUT.plan.json; write no images.",
+)
+@click.option(
+    "--write-map",
+    is_flag=True,
+    help="Write the original -> pseudonym map to OUT.map.json (owner-only).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Files scrubbed in parallel processes.",
+)
+@click.option(
+    "--allow-burned-in",
+    is_flag=True,
+    help="Write files that may carry burned-in text instead of quarantining them.",
+)
+@quiet_option
+@library_errors_to_click
+def scrub(
+    release: Path,
+    out: Path,
+    profile_options: tuple[str, ...],
+    safe_private: tuple[tuple[str, int, int], ...],
+    no_pixels: bool,
+    key_file: Path | None,
+    resume: bool,
+    overwrite: bool,
+    dry_run: bool,
+    write_map: bool,
+    workers: int,
+    allow_burned_in: bool,
+    quiet: bool,
+) -> None:
+    """De-identify RELEASE into a safe copy in OUT.
+
+    DICOM: PS3.15 Basic Application Level Confidentiality Profile plus the chosen options,
+    keyed pseudonyms for Patient ID and Name, keyed UID remapping and date shifts. PNG, JPEG,
+    TIFF: metadata stripped, pixels kept. Output names are keyed pseudonyms. Files that may
+    carry burned-in text are quarantined; OUT/manifest.json lists every file.
+    """
+    from deid.scrub import scrub_release
+
+    options = ProfileOptions.from_names(profile_options, safe_private)
+    pixel_cleaner = None if no_pixels else _pixel_cleaner()
+    summary = scrub_release(
+        release,
+        out,
+        options=options,
+        key_file=key_file,
+        resume=resume,
+        overwrite=overwrite,
+        dry_run=dry_run,
+        write_pseudonym_map=write_map,
+        workers=workers,
+        allow_burned_in=allow_burned_in,
+        pixel_cleaner=pixel_cleaner,
+        progress=not quiet,
+    )
+    if summary.key_created:
+        click.echo(
+            f"created a new secret key at {summary.key_file}: keep it secret (whoever holds it "
+            "can re-link pseudonyms); keep it to resume this scrub or to scrub more files of "
+            "this release consistently",
+            err=True,
+        )
+    if summary.plan is not None:
+        if not quiet:
+            click.echo(f"dry run: plan written to {summary.plan} (owner-only); no image written")
+        return
+    if quiet:
+        return
+    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items()) or "no files"
+    resumed = f" ({summary.already_done} done earlier)" if summary.already_done else ""
+    click.echo(
+        f"scrubbed {len(summary.entries)} files{resumed}: {counts}; "
+        f"{summary.files_per_second:.1f} files/s; manifest: {summary.manifest}"
+    )
+    for problem in summary.problems[:_PROBLEMS_SHOWN]:
+        click.echo(f"  {problem.status}: {problem.input}: {problem.reason}")
+    if len(summary.problems) > _PROBLEMS_SHOWN:
+        click.echo(f"  ... and {len(summary.problems) - _PROBLEMS_SHOWN} more in the manifest")
+    if summary.map is not None:
+        click.echo(f"pseudonym map: {summary.map} (owner-only; it re-identifies the copy)")

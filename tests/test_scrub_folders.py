@@ -1,0 +1,170 @@
+"""Locations, flags and side files of ``deid scrub``: what may be written where."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from click.testing import CliRunner
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from deid.cli import main
+from deid.errors import InputError, OutputError
+from deid.scrub import scrub_release
+
+CT_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def tiny_dicom(
+    path: Path,
+    patient: str,
+    index: int,
+    *,
+    burned: bool = False,
+    series: str | None = None,
+) -> None:
+    """Write a small CT file with PHI in the usual places and a unique Pixel Data."""
+    ds = pydicom.Dataset()
+    ds.SOPClassUID = CT_STORAGE
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[patient, str(index), "sop"])
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[patient, "study"])
+    ds.SeriesInstanceUID = series or generate_uid(entropy_srcs=[patient, str(index), "series"])
+    ds.PatientName = f"{patient}^Testperson"
+    ds.PatientID = f"MRN{patient}"
+    ds.PatientBirthDate = "19601231"
+    ds.AccessionNumber = f"ACC{patient}{index:04d}"
+    ds.InstitutionName = "Saint Testhospital"
+    ds.StudyDate = "20200102"
+    ds.Modality = "CT"
+    ds.InstanceNumber = index + 1
+    ds.BurnedInAnnotation = "YES" if burned else "NO"
+    ds.Rows, ds.Columns = 4, 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = (np.arange(16, dtype=np.uint16) + index).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = CT_STORAGE
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def tiny_release(root: Path, patients: int = 2, files: int = 2) -> Path:
+    for p in range(patients):
+        for i in range(files):
+            tiny_dicom(root / f"Patient{p}" / f"img{i}.dcm", f"SMITH{p}", i)
+    return root
+
+
+def test_out_may_not_overlap_the_release(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 1)
+    for out in (release, release / "safe"):
+        with pytest.raises(InputError, match="inside it"):
+            scrub_release(release, out)
+    with pytest.raises(InputError, match="is inside --out"):
+        scrub_release(release, tmp_path)
+
+
+def test_non_empty_out_needs_resume_or_overwrite(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 1)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="--resume"):
+        scrub_release(release, foreign)
+    with pytest.raises(OutputError, match="did not write"):
+        scrub_release(release, foreign, overwrite=True)
+    assert (foreign / "notes.txt").read_text() == "mine"  # never emptied
+    out = tmp_path / "safe"
+    scrub_release(release, out)
+    with pytest.raises(OutputError, match="not empty"):
+        scrub_release(release, out)
+    (out / "stale.dcm").write_bytes(b"old")
+    summary = scrub_release(release, out, overwrite=True)
+    assert not (out / "stale.dcm").exists()
+    assert summary.counts == {"written": 1}
+    with pytest.raises(InputError, match="exclude each other"):
+        scrub_release(release, out, resume=True, overwrite=True)
+
+
+def test_key_beside_output_owner_only_and_resume_needs_same_key(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 2)
+    out = tmp_path / "safe"
+    summary = scrub_release(release, out)
+    assert summary.key_created and summary.key_file == tmp_path / "safe.key"
+    assert stat.S_IMODE(summary.key_file.stat().st_mode) == 0o600
+    assert not any(p.suffix == ".key" for p in out.rglob("*"))
+    again = scrub_release(release, out, resume=True)  # reuses safe.key
+    assert not again.key_created and again.already_done == 2
+    other = tmp_path / "other.key"
+    other.write_text("ab" * 32 + "\n")
+    other.chmod(0o600)
+    with pytest.raises(OutputError, match="key_fingerprint"):
+        scrub_release(release, out, resume=True, key_file=other)
+    with pytest.raises(OutputError, match="options"):
+        scrub_release(release, out, resume=True, options=_options("retain-uids"))
+
+
+def _options(*names: str):  # type: ignore[no-untyped-def]
+    from deid.dicom.options import ProfileOptions
+
+    return ProfileOptions.from_names(names)
+
+
+def test_map_only_on_request_and_owner_only(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 2, 1)
+    scrub_release(release, tmp_path / "a")
+    assert not (tmp_path / "a.map.json").exists()
+    summary = scrub_release(release, tmp_path / "b", write_pseudonym_map=True)
+    assert summary.map == tmp_path / "b.map.json"
+    assert stat.S_IMODE(summary.map.stat().st_mode) == 0o600
+    mapping = json.loads(summary.map.read_text())
+    assert set(mapping["patients"]) == {"MRNSMITH0", "MRNSMITH1"}
+    for relative, entry in mapping["files"].items():
+        scrubbed = pydicom.dcmread(tmp_path / "b" / entry["output"])
+        original = pydicom.dcmread(release / relative)
+        assert mapping["patients"][original.PatientID] == scrubbed.PatientID
+        assert entry["output"].startswith(scrubbed.PatientID + "/")
+
+
+def test_dry_run_writes_only_the_plan(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 1)
+    tiny_dicom(release / "burned.dcm", "JONES", 0, burned=True)
+    out = tmp_path / "safe"
+    summary = scrub_release(release, out, dry_run=True)
+    assert not out.exists() and summary.manifest is None
+    assert summary.plan == tmp_path / "safe.plan.json"
+    assert stat.S_IMODE(summary.plan.stat().st_mode) == 0o600
+    plan = json.loads(summary.plan.read_text())
+    status = {f["input"]: f["status"] for f in plan["files"]}
+    assert status == {"Patient0/img0.dcm": "write", "burned.dcm": "quarantine"}
+    assert plan["attributes"]["Patient's Name"] == {"D": 2}
+    assert plan["attributes"]["Accession Number"] in ({"Z": 2}, {"X": 2}, {"D": 2})
+    assert "SMITH0" not in json.dumps(plan["attributes"])
+
+
+def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 2)
+    tiny_dicom(release / "burned.dcm", "JONES", 0, burned=True)
+    runner = CliRunner()
+    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "keep it secret" in result.output and "s.key" in result.output
+    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "t")])
+    assert result.exit_code == 0, result.output
+    assert "1 quarantined, 2 written" in result.output
+    assert "quarantined: burned.dcm: Burned In Annotation is YES" in result.output
+    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "t")])
+    assert result.exit_code != 0 and "--resume" in result.output
+    bad = runner.invoke(
+        main, ["scrub", str(release), "--out", str(tmp_path / "u"), "--profile-options", "nope"]
+    )
+    assert bad.exit_code == 2 and "unknown profile option" in bad.output
+    inside = runner.invoke(main, ["scrub", str(release), "--out", str(release / "x")])
+    assert inside.exit_code == 1 and "inside" in inside.output

@@ -1,0 +1,138 @@
+"""PNG/JPEG/TIFF metadata stripping: metadata gone, pixels kept exactly."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, PngImagePlugin, TiffImagePlugin
+
+from deid.errors import UnreadableFileError
+from deid.io.image_read import image_metadata
+from deid.scrub.plain_images import metadata_keys, strip_metadata
+
+SECRET = "Jane Q. Secretperson MRN 9931"
+
+
+def _exif(secret: str) -> bytes:
+    exif = Image.Exif()
+    exif[0x010E] = secret  # ImageDescription
+    exif[0x013B] = secret  # Artist
+    return exif.tobytes()
+
+
+def _pixels(mode: str) -> Image.Image:
+    rng = np.random.default_rng(0)
+    if mode == "RGB":
+        return Image.fromarray(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8))
+    if mode == "I;16":
+        return Image.fromarray(rng.integers(0, 65536, (24, 32), dtype=np.uint16))
+    return Image.fromarray(rng.integers(0, 256, (24, 32), dtype=np.uint8))
+
+
+def _png(mode: str) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", SECRET)
+    info.add_itxt("Comment", SECRET, zip=True)
+    buffer = io.BytesIO()
+    _pixels(mode).save(buffer, format="PNG", pnginfo=info, exif=_exif(SECRET))
+    return buffer.getvalue()
+
+
+def _decoded(data: bytes) -> tuple[str, np.ndarray]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.mode, np.asarray(image)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16"])
+def test_png_text_and_exif_removed_pixels_identical(mode: str) -> None:
+    data = _png(mode)
+    assert SECRET.encode() in data and len(metadata_keys(data)) >= 3  # the test input has PHI
+    clean = strip_metadata(data, "png")
+    assert b"Secretperson" not in clean and b"9931" not in clean
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image_metadata(image) == {}
+    assert _decoded(clean)[0] == _decoded(data)[0]
+    np.testing.assert_array_equal(_decoded(clean)[1], _decoded(data)[1])
+
+
+def test_palette_png_keeps_palette_and_transparency() -> None:
+    image = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8) % 4, mode="L").convert("P")
+    image.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 9, 9, 9])
+    image.info["transparency"] = 3
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Patient", SECRET)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info, transparency=3)
+    clean = strip_metadata(buffer.getvalue(), "png")
+    with Image.open(io.BytesIO(clean)) as out:
+        assert out.mode == "P" and out.info.get("transparency") == 3
+        np.testing.assert_array_equal(np.asarray(out.convert("RGBA")),
+                                      np.asarray(image.convert("RGBA")))
+    assert b"Secretperson" not in clean
+
+
+def test_multipage_tiff_tags_removed_pages_identical() -> None:
+    pages = [_pixels("L"), _pixels("L").transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[270] = SECRET  # ImageDescription
+    tags[315] = SECRET  # Artist
+    buffer = io.BytesIO()
+    pages[0].save(buffer, format="TIFF", tiffinfo=tags, save_all=True, append_images=pages[1:],
+                  compression="tiff_lzw")
+    data = buffer.getvalue()
+    assert SECRET.encode() in data
+    clean = strip_metadata(data, "tiff")
+    assert b"Secretperson" not in clean
+    plain = io.BytesIO()
+    pages[0].save(plain, format="TIFF", save_all=True, append_images=pages[1:],
+                  compression="tiff_lzw")
+    # only the structural tags of a TIFF written without any metadata remain
+    assert metadata_keys(clean) == metadata_keys(plain.getvalue())
+    assert "exif:Artist" in metadata_keys(data) and "exif:Artist" not in metadata_keys(clean)
+    with Image.open(io.BytesIO(clean)) as out:
+        assert out.n_frames == 2
+        assert out.info.get("compression") == "tiff_lzw"
+        for index, page in enumerate(pages):
+            out.seek(index)
+            np.testing.assert_array_equal(np.asarray(out), np.asarray(page))
+
+
+def _scan(data: bytes) -> bytes:
+    """Bytes from the first start-of-scan marker to the end-of-image marker."""
+    return data[data.index(b"\xff\xda") : data.rindex(b"\xff\xd9") + 2]
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_jpeg_segments_dropped_without_reencoding(progressive: bool) -> None:
+    buffer = io.BytesIO()
+    _pixels("RGB").save(buffer, format="JPEG", quality=90, exif=_exif(SECRET),
+                        comment=SECRET.encode(), progressive=progressive, restart_marker_rows=1)
+    data = buffer.getvalue() + b"trailing " + SECRET.encode()  # bytes after EOI
+    assert data.count(b"Secretperson") >= 3
+    clean = strip_metadata(data, "jpeg")
+    assert b"Secretperson" not in clean and b"9931" not in clean
+    assert _scan(clean) == _scan(buffer.getvalue())  # entropy-coded data copied unchanged
+    np.testing.assert_array_equal(_decoded(clean)[1], _decoded(data)[1])
+    with Image.open(io.BytesIO(clean)) as image:
+        assert image_metadata(image) == {}
+
+
+def test_jpeg_drops_jfif_thumbnail_and_keeps_adobe_marker() -> None:
+    from deid.scrub.plain_images import _kept_segment
+
+    jfif = b"JFIF\x00\x01\x02\x00\x00\x48\x00\x48\x02\x02" + b"\x10" * 12
+    assert _kept_segment(0xE0, jfif) == jfif[:12] + b"\x00\x00"
+    adobe = b"Adobe\x00\x64\x00\x00\x00\x00\x01"
+    assert _kept_segment(0xEE, adobe) == adobe
+    assert _kept_segment(0xE1, b"Exif\x00\x00" + SECRET.encode()) is None
+    assert _kept_segment(0xFE, SECRET.encode()) is None
+    assert _kept_segment(0xDB, b"\x00" * 65) == b"\x00" * 65  # tables are kept
+
+
+def test_broken_files_raise_unreadable() -> None:
+    with pytest.raises(UnreadableFileError, match="JPEG metadata could not be removed"):
+        strip_metadata(b"\xff\xd8\xff\xe1\x00\x10Exif", "jpeg", "x.jpg")
+    with pytest.raises(UnreadableFileError, match="PNG"):
+        strip_metadata(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "png", "x.png")
