@@ -14,6 +14,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from deid.cli import main
+from deid.dicom.options import ProfileOptions
 from deid.errors import InputError, OutputError
 from deid.scrub import scrub_release
 
@@ -108,13 +109,7 @@ def test_key_beside_output_owner_only_and_resume_needs_same_key(tmp_path: Path) 
     with pytest.raises(OutputError, match="key_fingerprint"):
         scrub_release(release, out, resume=True, key_file=other)
     with pytest.raises(OutputError, match="options"):
-        scrub_release(release, out, resume=True, options=_options("retain-uids"))
-
-
-def _options(*names: str):  # type: ignore[no-untyped-def]
-    from deid.dicom.options import ProfileOptions
-
-    return ProfileOptions.from_names(names)
+        scrub_release(release, out, resume=True, options=ProfileOptions(retain_uids=True))
 
 
 def test_map_only_on_request_and_owner_only(tmp_path: Path) -> None:

@@ -68,8 +68,9 @@ def test_palette_png_keeps_palette_and_transparency() -> None:
     clean = strip_metadata(buffer.getvalue(), "png")
     with Image.open(io.BytesIO(clean)) as out:
         assert out.mode == "P" and out.info.get("transparency") == 3
-        np.testing.assert_array_equal(np.asarray(out.convert("RGBA")),
-                                      np.asarray(image.convert("RGBA")))
+        np.testing.assert_array_equal(
+            np.asarray(out.convert("RGBA")), np.asarray(image.convert("RGBA"))
+        )
     assert b"Secretperson" not in clean
 
 
@@ -79,15 +80,22 @@ def test_multipage_tiff_tags_removed_pages_identical() -> None:
     tags[270] = SECRET  # ImageDescription
     tags[315] = SECRET  # Artist
     buffer = io.BytesIO()
-    pages[0].save(buffer, format="TIFF", tiffinfo=tags, save_all=True, append_images=pages[1:],
-                  compression="tiff_lzw")
+    pages[0].save(
+        buffer,
+        format="TIFF",
+        tiffinfo=tags,
+        save_all=True,
+        append_images=pages[1:],
+        compression="tiff_lzw",
+    )
     data = buffer.getvalue()
     assert SECRET.encode() in data
     clean = strip_metadata(data, "tiff")
     assert b"Secretperson" not in clean
     plain = io.BytesIO()
-    pages[0].save(plain, format="TIFF", save_all=True, append_images=pages[1:],
-                  compression="tiff_lzw")
+    pages[0].save(
+        plain, format="TIFF", save_all=True, append_images=pages[1:], compression="tiff_lzw"
+    )
     # only the structural tags of a TIFF written without any metadata remain
     assert metadata_keys(clean) == metadata_keys(plain.getvalue())
     assert "exif:Artist" in metadata_keys(data) and "exif:Artist" not in metadata_keys(clean)
@@ -107,8 +115,15 @@ def _scan(data: bytes) -> bytes:
 @pytest.mark.parametrize("progressive", [False, True])
 def test_jpeg_segments_dropped_without_reencoding(progressive: bool) -> None:
     buffer = io.BytesIO()
-    _pixels("RGB").save(buffer, format="JPEG", quality=90, exif=_exif(SECRET),
-                        comment=SECRET.encode(), progressive=progressive, restart_marker_rows=1)
+    _pixels("RGB").save(
+        buffer,
+        format="JPEG",
+        quality=90,
+        exif=_exif(SECRET),
+        comment=SECRET.encode(),
+        progressive=progressive,
+        restart_marker_rows=1,
+    )
     data = buffer.getvalue() + b"trailing " + SECRET.encode()  # bytes after EOI
     assert data.count(b"Secretperson") >= 3
     clean = strip_metadata(data, "jpeg")

@@ -68,8 +68,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, key_file
     release = _release(tmp_path / "rel", total)
     scrub_release(release, tmp_path / "reference", key_file=key_file)
     out = tmp_path / "safe"
-    command = [sys.executable, "-m", "deid", "scrub", str(release), "--out", str(out),
-               "--key-file", str(key_file), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "deid",
+        "scrub",
+        str(release),
+        "--out",
+        str(out),
+        "--key-file",
+        str(key_file),
+        "--quiet",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, env=env)
     journal = out / JOURNAL_NAME

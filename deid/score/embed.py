@@ -13,11 +13,12 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deid.errors import UnreadableFileError
+from deid.errors import InputError, UnreadableFileError
 from deid.io.record import ReleaseItem
 from deid.score.cache import EmbeddingCache, content_key
 
@@ -36,7 +37,7 @@ class Unit:
     items: tuple[ReleaseItem, ...]
 
     @property
-    def paths(self) -> tuple:
+    def paths(self) -> tuple[Path, ...]:
         return tuple(p for item in self.items for p in item.paths)
 
 
@@ -88,7 +89,7 @@ def _prepare(args: tuple[Unit, Any]) -> tuple[np.ndarray | None, str, str, float
     decoded = time.perf_counter()
     try:
         x = preprocess(pixels, modality, cfg).numpy()
-    except ValueError as exc:  # shapes the model cannot take, e.g. a 1-pixel image
+    except (InputError, ValueError) as exc:  # e.g. no finite pixel, or a shape it cannot take
         return None, modality, f"cannot be preprocessed for the model: {exc}", decoded - start, 0.0
     return x, modality, "", decoded - start, time.perf_counter() - decoded
 
