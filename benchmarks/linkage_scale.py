@@ -117,7 +117,8 @@ def table(rows: list[dict], argv: list[str], threads: int) -> str:
         f"- data: N unit vectors of dim {DIM}, N/2 patients x 2 images, 1 % of patients' second "
         "image planted under a new pseudonym; exact blockwise search (`deid.risk.linkage_risk`)",
         "- CPU: process CPU time of the scoring (user + system, all threads); on a shared "
-        "machine wall time grows with the load, so CPU / threads bounds the unloaded wall time",
+        "machine wall time grows with the load, and CPU / threads estimates the wall time on an "
+        "idle machine (exact when every thread stays busy)",
         "- peak: resident set high-water mark of the scoring process; added: peak minus the "
         "high-water mark before scoring (the embeddings themselves are N x 1 KiB)",
         "",
@@ -140,7 +141,7 @@ def table(rows: list[dict], argv: list[str], threads: int) -> str:
     if growth:
         lines += [
             "",
-            "Growth: " + "; ".join(growth) + ". Time is O(N^2 D); memory O(chunk^2 + N k).",
+            "Growth: " + "; ".join(growth) + ". Time is O(N^2 D); memory O(chunk^2 + N).",
         ]
     return "\n".join(lines) + "\n"
 

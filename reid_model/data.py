@@ -165,8 +165,9 @@ class ReleaseSource:
                 )
             finding_names = [c for c in reader.fieldnames or [] if c not in TRUTH_COLUMNS]
             for row in reader:
-                parent = str(Path(row["file"]).parent) if row["slice"] else ""
-                key = (row["dataset"], row["patient"], int(row["visit"]), parent)
+                # slices of one volume share a folder; a 2D image is a group of its own
+                where = str(Path(row["file"]).parent) if row["slice"] else row["file"]
+                key = (row["dataset"], row["patient"], int(row["visit"]), where)
                 groups.setdefault(key, []).append(row)
         chosen: dict[tuple[str, str, int], list[dict[str, str]]] = {}
         for key in sorted(groups, key=lambda k: (k[:3], min(r["file"] for r in groups[k]))):
@@ -375,7 +376,7 @@ class ReidDataset(Dataset[ReidSample]):
         for i, tensor in zip(missing, loader, strict=True):
             cache[i] = tensor.to(torch.float16)
             if keys[i] is not None:
-                _remember(keys[i], cache[i])
+                _PROCESS_CACHE.put(keys[i], cache[i])
         self._cache = cache  # type: ignore[assignment]
 
     def set_slice_seed(self, seed: int | None) -> None:
@@ -399,9 +400,30 @@ class _Preprocessed(Dataset):
         return self.dataset.preprocessed(self.indices[position])
 
 
-# deterministic source items already preprocessed in this process: key -> float16 tensor
-_PROCESS_CACHE: dict[Hashable, torch.Tensor] = {}
-_PROCESS_CACHE_BYTES = 512 * 2**20
+class _TensorCache:
+    """First-in-first-out cache of tensors, bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.items: dict[Hashable, torch.Tensor] = {}
+
+    def get(self, key: Hashable) -> torch.Tensor | None:
+        return self.items.get(key)
+
+    def put(self, key: Hashable, tensor: torch.Tensor) -> None:
+        size = tensor.numel() * tensor.element_size()
+        if size > self.max_bytes or key in self.items:
+            return
+        while self.used + size > self.max_bytes:
+            dropped = self.items.pop(next(iter(self.items)))
+            self.used -= dropped.numel() * dropped.element_size()
+        self.items[key] = tensor
+        self.used += size
+
+
+# phantom items already preprocessed in this process (deterministic from their key)
+_PROCESS_CACHE = _TensorCache(512 * 2**20)
 
 
 def _cache_key(
@@ -410,16 +432,6 @@ def _cache_key(
     if not isinstance(source, PhantomSource):  # files may change between runs
         return None
     return ("phantom", source.seed, entry.key, preprocess_cfg)
-
-
-def _remember(key: Hashable, tensor: torch.Tensor) -> None:
-    used = sum(x.numel() * x.element_size() for x in _PROCESS_CACHE.values())
-    while _PROCESS_CACHE and used + tensor.numel() * tensor.element_size() > _PROCESS_CACHE_BYTES:
-        oldest = next(iter(_PROCESS_CACHE))  # first in, first out
-        dropped = _PROCESS_CACHE.pop(oldest)
-        used -= dropped.numel() * dropped.element_size()
-    if tensor.numel() * tensor.element_size() <= _PROCESS_CACHE_BYTES:
-        _PROCESS_CACHE[key] = tensor
 
 
 def _identity(x: object) -> object:

@@ -1,10 +1,10 @@
 """Evaluation of a re-identifier on patient-disjoint data, per dataset.
 
 Protocol: within each dataset one visit of every patient is its query and the other visits form
-the gallery (``reid_model.phantoms.protocol.query_gallery``); retrieval is scored with CMC rank-1/5/10 and mAP, verification
-(query-gallery pairs, cosine similarity) with ROC AUC and TAR at FAR 1e-3, each with a 95%
-bootstrap interval over patients. Validation during training uses the same protocol on the val
-split, and fits the similarity -> P(same patient) calibration.
+the gallery (``reid_model.phantoms.protocol.query_gallery``); retrieval is scored with CMC
+rank-1/5/10 and mAP, verification (query-gallery pairs, cosine similarity) with ROC AUC and TAR at
+FAR 1e-3, each with a 95% bootstrap interval over query patients. Validation during training
+uses the same protocol on the val split, and fits the similarity -> P(same patient) calibration.
 """
 
 from __future__ import annotations

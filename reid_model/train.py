@@ -635,17 +635,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--preset", default="demo")
-    parser.add_argument("--data", required=True)
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--images-per-epoch", type=int)
-    parser.add_argument("--device")
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--quiet", action="store_true")
-    parser.add_argument("--stop-after", type=int)
+    add = parser.add_argument
+    add("--preset", default="demo", help="preset name (test, demo, paper) or JSON file")
+    add(
+        "--data", required=True, help="release folder or phantom:<datasets|all>:<n>:<visits>[:seed]"
+    )
+    add("--out", required=True, type=Path, help="run folder")
+    add("--resume", action="store_true", help="continue the run in --out from its last epoch")
+    add("--epochs", type=int, help="override the preset's epochs")
+    add("--seed", type=int, help="override the preset's seed")
+    add("--images-per-epoch", type=int, help="override images per epoch (0: one pass)")
+    add("--device", help="cpu or cuda (default: cuda when available)")
+    add("--workers", type=int, default=0, help="DataLoader workers that render or decode images")
+    add("--quiet", action="store_true", help="no progress bars or epoch lines")
+    add("--stop-after", type=int, help="stop after this many epochs; continue with --resume")
     args = parser.parse_args(argv)
     final = train_reid(
         TrainOptions(

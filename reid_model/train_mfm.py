@@ -3,7 +3,7 @@
 * ``mfm``: the phantom medical foundation model (MFM), the frozen encoder whose features the
   re-identifier aligns with and the scrubber preserves. Trained on phantom findings
   (multi-label BCE) and modality (cross-entropy), never on identity.
-* ``diagnosis``: an independent findings classifier (its own small CNN, own seed) that judges
+* ``diagnosis``: an independent findings classifier (its own small CNN, trained apart) that judges
   the diagnostic utility of scrubbed images; it never guides a scrub.
 
 Both learn from the same data specs as the re-identifier (:func:`reid_model.data.open_source`),

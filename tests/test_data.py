@@ -82,6 +82,7 @@ def test_release_folder_needs_its_truth_csv(tmp_path) -> None:
 def test_release_source_groups_slices_and_reads_findings(tmp_path) -> None:
     folder = tmp_path / "rel"
     (folder / "vol").mkdir(parents=True)
+    (folder / "z_copy").mkdir()
     rng = np.random.default_rng(0)
     images = {
         "a0.png": rng.integers(0, 255, (20, 24), dtype=np.uint8),
@@ -89,11 +90,13 @@ def test_release_source_groups_slices_and_reads_findings(tmp_path) -> None:
         "vol/slice_001.png": np.full((16, 16), 200, dtype=np.uint8),
         "vol/slice_000.png": np.full((16, 16), 10, dtype=np.uint8),
     }
+    images["z_copy/a0.png"] = images["a0.png"]  # the same visit in a second format
     for name, pixels in images.items():
         Image.fromarray(pixels).save(folder / name)
     rows = [
         "file,patient,dataset,visit,split,slice,nodule,atrophy",
         "a0.png,pa,cxr_site_a,0,train,,1,",
+        "z_copy/a0.png,pa,cxr_site_a,0,train,,1,",
         "a1.png,pa,cxr_site_a,1,train,,0,",
         "vol/slice_001.png,pb,brain_mri,0,val,1,,1",
         "vol/slice_000.png,pb,brain_mri,0,val,0,,1",
@@ -108,6 +111,7 @@ def test_release_source_groups_slices_and_reads_findings(tmp_path) -> None:
         ("pa", 1, "train"),
     ]
     volume, first = source.entries[0], source.entries[1]
+    assert first.key == ("a0.png",)  # of two copies of a visit, the first by path is used
     assert volume.key == ("vol/slice_000.png", "vol/slice_001.png")  # slice order
     assert volume.findings == {"atrophy": True}  # empty cells: not labelled for this dataset
     assert first.findings == {"nodule": True}
@@ -178,3 +182,15 @@ def test_augment_is_seeded_and_keeps_shape() -> None:
     torch.testing.assert_close(augment(x, torch.Generator(), identity), x, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         augment(x[0], torch.Generator())
+
+
+def test_process_cache_evicts_oldest_beyond_its_byte_budget() -> None:
+    from reid_model.data import _TensorCache
+
+    cache = _TensorCache(max_bytes=16)
+    for name in "abc":
+        cache.put(name, torch.zeros(2, dtype=torch.float32))  # 8 bytes each
+    assert cache.get("a") is None and cache.get("b") is not None and cache.get("c") is not None
+    assert cache.used == 16
+    cache.put("big", torch.zeros(5, dtype=torch.float32))  # over the budget: not kept
+    assert cache.get("big") is None and cache.used == 16

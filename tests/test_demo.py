@@ -33,6 +33,12 @@ def test_demo_writes_a_release_and_its_report(tmp_path: Path, monkeypatch) -> No
     assert result.exit_code == 0, result.output
     report = tmp_path / "demo" / "release-report"
     assert f"report: {report / 'report.html'}" in result.output
+    scrubbed = json.loads(
+        (tmp_path / "demo" / "release-scrubbed-report" / "report.json").read_text(encoding="utf-8")
+    )
+    # the safe copy keeps no direct identifier in its headers or paths
+    assert scrubbed["metadata"]["direct_identifier_files"] == 0
+    assert "safe copy: " in result.output
     results = json.loads((report / "report.json").read_text(encoding="utf-8"))
     # patient 0 is in the test split: one patient x 2 visits in each of the 5 datasets
     assert results["scope"]["n_records"] == 10

@@ -73,32 +73,3 @@ def test_audit_after_deidentification():
 )
 def test_path_tokens(path, expected):
     assert audit_path_tokens(path) == expected
-
-
-def test_raster_metadata_audit(tmp_path):
-    import numpy as np
-    from PIL import Image, PngImagePlugin
-
-    from deid.dicom.raster_audit import audit_raster_metadata
-    from deid.errors import UnreadableFileError
-
-    image = Image.fromarray(np.zeros((8, 8), np.uint8))
-    chunks = PngImagePlugin.PngInfo()
-    chunks.add_text("PatientName", "Doe^Jane")
-    image.save(tmp_path / "tagged.png", pnginfo=chunks)
-    image.save(tmp_path / "plain.png")
-    exif = Image.Exif()
-    exif[0x013B] = "Dr Who"  # Artist
-    exif[0x0112] = 1  # Orientation: not identifying
-    image.save(tmp_path / "tagged.jpg", exif=exif, comment=b"ACC123")
-
-    png = audit_raster_metadata(tmp_path / "tagged.png")
-    assert png.format == "PNG" and png.text_keys == ["PatientName"] and png.has_phi_risk
-    assert "Doe" not in str(png.to_dict())
-    assert not audit_raster_metadata(tmp_path / "plain.png").has_phi_risk
-    jpeg = audit_raster_metadata(tmp_path / "tagged.jpg")
-    assert jpeg.exif_tags == ["Artist", "Orientation"] and jpeg.identifying_exif == ["Artist"]
-    assert jpeg.text_keys == ["comment"]
-    (tmp_path / "junk.png").write_bytes(b"not an image")
-    with pytest.raises(UnreadableFileError, match="not a readable image"):
-        audit_raster_metadata(tmp_path / "junk.png")

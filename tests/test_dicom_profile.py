@@ -239,3 +239,29 @@ def test_needs_quarantine(attrs, flagged):
         setattr(ds, keyword, value)
     reason = needs_quarantine(ds)
     assert reason is None if flagged is None else flagged in reason
+
+
+def test_sequence_stored_as_un_is_still_walked():
+    from pydicom.dataelem import RawDataElement
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_data_element
+    from pydicom.sequence import Sequence
+    from pydicom.tag import Tag
+
+    inner = pydicom.Dataset()
+    inner.PatientName = "Secret^Name"  # a profile attribute nested in a sequence the table
+    inner.CodeValue = "T-D3000"  # does not list (Anatomic Region Sequence)
+    holder = pydicom.Dataset()
+    holder.AnatomicRegionSequence = Sequence([inner])
+    encoded = DicomBytesIO()
+    encoded.is_little_endian, encoded.is_implicit_VR = True, True
+    write_data_element(encoded, holder["AnatomicRegionSequence"])
+    value = encoded.getvalue()[8:]  # implicit VR: tag and length precede the items
+
+    ds, _ = crafted_dataset()
+    tag = Tag(0x00082218)
+    ds._dict[tag] = RawDataElement(tag, "UN", len(value), value, 0, True, True)
+    deidentify(ds, ProfileOptions(), KEY)
+    out = write(ds)
+    assert b"Secret" not in out
+    assert b"T-D3000" in out  # codes are kept

@@ -108,3 +108,17 @@ def test_resolution_by_iod_type():
     assert resolve("Z/D", "1.2.3.4", 0x00700084) == "Z"
     assert resolve("X/D", "1.2.840.10008.5.1.4.1.1.481.5", 0x300A0006) == "D"  # type 2, no Z
     assert EXACT[0x00080023].basic_action == "Z/D"
+
+
+def test_safe_private_list_file(tmp_path):
+    from deid.dicom.options import load_safe_private
+
+    path = tmp_path / "safe.json"
+    path.write_text('[{"creator": "GEMS_PARM_01", "group": "0043", "element": "27"}]')
+    assert load_safe_private(path) == frozenset({("GEMS_PARM_01", 0x0043, 0x27)})
+    path.write_text('[{"creator": "X", "group": "0042", "element": "27"}]')
+    with pytest.raises(InputError, match="group must be odd"):
+        load_safe_private(path)
+    path.write_text('[{"group": "0043"}]')
+    with pytest.raises(InputError, match="entry 0 needs creator"):
+        load_safe_private(path)

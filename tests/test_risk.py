@@ -104,3 +104,59 @@ def test_single_image_and_errors():
         linkage_risk(emb[:0], cal, None)
     with pytest.raises(InputError, match="no pseudonym"):
         linkage_risk(emb[:2], cal, ["a", None])
+
+
+def _naive_linkage(emb, cal, pseudonyms, link_p):
+    """Full-matrix reference: risk per image, pseudonym pairs linked, and components count."""
+    n = len(emb)
+    xn = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    names = list(range(n)) if pseudonyms is None else list(pseudonyms)
+    parent = list(range(n))
+
+    def root(i):
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    risk, linked = np.zeros(n), set()
+    for i in range(n):
+        for j in range(n):
+            if names[i] == names[j] and (pseudonyms is not None or i == j):
+                if pseudonyms is not None:
+                    parent[root(i)] = root(j)
+                continue
+            p = float(cal.predict(np.array([xn[i] @ xn[j]]))[0])
+            risk[i] = max(risk[i], p)
+            if p > link_p:
+                parent[root(i)] = root(j)
+                linked.add(tuple(sorted((names[i], names[j]))))
+    return risk, len(linked), len({root(i) for i in range(n)})
+
+
+@pytest.mark.parametrize("with_pseudonyms", [False, True])
+@pytest.mark.parametrize("permissive", [False, True])
+def test_linkage_matches_full_matrix_reference(with_pseudonyms, permissive):
+    rng = np.random.default_rng(11)
+    patient = np.repeat(np.arange(15), 3)
+    emb = rng.normal(size=(15, 8))[patient] + 0.3 * rng.normal(size=(45, 8))
+    names = [f"P{p}" for p in patient]
+    for i in rng.choice(45, 8, replace=False):  # some images under wrong or new pseudonyms
+        names[i] = f"P{rng.integers(0, 20)}"
+    s = rng.uniform(-1, 1, 2000)
+    # permissive: P(same) > 0.5 for almost every pair, so edges overflow and get compacted
+    cal = Calibrator().fit(s, s > (-0.9 if permissive else 0.8), "platt")
+    pseudonyms = names if with_pseudonyms else None
+    out = linkage_risk(emb, cal, pseudonyms, threshold=0.5, chunk=7)
+    risk, pairs, patients = _naive_linkage(emb, cal, pseudonyms, 0.5)
+    np.testing.assert_allclose(out["per_record"]["risk"], risk, atol=1e-5)
+    assert out["summary"]["estimated_patients"] == patients
+    assert out["summary"]["linked_pseudonym_pairs"] == (pairs if with_pseudonyms else None)
+    assert len(np.unique(out["per_record"]["cluster"])) == patients
+
+
+def test_decreasing_calibrator_is_rejected():
+    s = np.linspace(-1, 1, 200)
+    cal = Calibrator().fit(s, s < 0.2, "platt")  # negative slope
+    emb, _, _ = _release()
+    with pytest.raises(InputError, match="re-calibrate"):
+        linkage_risk(emb, cal, None)

@@ -162,4 +162,4 @@ def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
     )
     assert bad.exit_code == 2 and "unknown profile option" in bad.output
     inside = runner.invoke(main, ["scrub", str(release), "--out", str(release / "x")])
-    assert inside.exit_code == 1 and "inside" in inside.output
+    assert inside.exit_code != 0 and "inside" in inside.output

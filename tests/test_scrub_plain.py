@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,3 +152,38 @@ def test_broken_files_raise_unreadable() -> None:
         strip_metadata(b"\xff\xd8\xff\xe1\x00\x10Exif", "jpeg", "x.jpg")
     with pytest.raises(UnreadableFileError, match="PNG"):
         strip_metadata(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "png", "x.png")
+
+
+def test_release_of_plain_images_gets_keyed_names(tmp_path: Path) -> None:
+    import nibabel as nib
+
+    from deid.scrub import scrub_release
+
+    release = tmp_path / "Doe_Jane_1961"
+    release.mkdir()
+    buffer = io.BytesIO()
+    _pixels("RGB").save(buffer, format="JPEG", exif=_exif(SECRET))
+    (release / "Doe_Jane_fundus.jpg").write_bytes(buffer.getvalue())
+    _pixels("L").save(release / "Doe_Jane_scan.tif", tiffinfo={270: SECRET})
+    (release / "Doe_Jane_xray.png").write_bytes(_png("L"))
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), release / "Doe.nii")
+    (release / "notes.txt").write_text(SECRET)
+    (release / "empty.png").write_bytes(b"")
+    out = tmp_path / "safe"
+    summary = scrub_release(release, out)
+    assert summary.counts == {"skipped": 3, "written": 3}
+    reasons = {p.input: p.reason for p in summary.problems}
+    assert reasons["Doe.nii"].startswith("NIfTI headers")
+    assert reasons["notes.txt"] == "not a recognised image format" and reasons["empty.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert len(written) == 4 and "manifest.json" in written
+    assert sorted(Path(p).suffix for p in written if p != "manifest.json") == [
+        ".jpg",
+        ".png",
+        ".tif",
+    ]
+    for relative in written:
+        assert "DOE" not in relative.upper() and "JANE" not in relative.upper()
+        assert b"Secretperson" not in (out / relative).read_bytes()
+    manifest = (out / "manifest.json").read_text()
+    assert "Doe" not in manifest and "notes" not in manifest

@@ -3,6 +3,7 @@ and check what reaches the safe copy."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -114,10 +115,8 @@ def test_no_phi_in_any_output_byte_or_path(scrubbed: Scrubbed) -> None:
         for secret in phi:
             encoded = {secret.encode("utf-8"), secret.upper().encode("utf-8")}
             for codec in ("latin-1", "utf-16-le"):
-                try:
+                with contextlib.suppress(UnicodeEncodeError):
                     encoded.add(secret.encode(codec))
-                except UnicodeEncodeError:
-                    pass
             assert not any(e in data for e in encoded), (secret, path)
             assert secret.upper() not in relative, (secret, relative)
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deid.cli.options import library_errors_to_click, quiet_option
 from deid.cli.score import progress_bar, step_logger
+
+if TYPE_CHECKING:
+    from deid.score import ScoreOutcome
 
 DEFAULT_DIR = Path("deid-demo")
 
@@ -42,39 +46,54 @@ def demo(
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Write a phantom release with fake PHI into DIRECTORY (default ./deid-demo), score it, and
-    print where the report is.
+    """Write a phantom release with fake PHI into DIRECTORY (default ./deid-demo), score it,
+    scrub it, score the safe copy, and print where both reports are.
 
-    Test-split patients only: the shipped checkpoint never saw them in training.
+    Test-split patients only: the shipped checkpoint never saw them in training. The scrub is
+    PS3.15 metadata de-identification; pixels are kept until the pixel scrub is plugged in.
     """
     from deid.score import ScoreOptions, score_release
+    from deid.scrub import scrub_release
     from deid.synth import write_release
     from deid.synth.release import check_output_folder
     from reid_model.phantoms.generator import generate
     from reid_model.phantoms.types import DATASETS
 
     folder = directory or DEFAULT_DIR
-    release = folder / "release"
+    release, scrubbed = folder / "release", folder / "release-scrubbed"
     say = step_logger(quiet)
     check_output_folder(release, overwrite)
-    say(f"1/2 synth: phantom patients of every dataset, {visits} visits, into {release}")
+    say(f"1/4 synth: phantom patients of every dataset, {visits} visits, into {release}")
     images = generate(list(DATASETS), patients, visits, seed, splits=["test"])
     summary = write_release(release, images, "dicom", seed, progress=not quiet, overwrite=overwrite)
     say(
         f"    {summary.n_images} images of {summary.n_patients} patients in {summary.n_files} files"
     )
 
-    say("2/2 score: re-identification risk of the release, with its answer key")
-    options = ScoreOptions(
-        truth=summary.truth,
-        checkpoint=checkpoint,
-        out=folder / "release-report",
-        workers=workers,
-        seed=seed,
-        n_boot=200,
+    def run_score(target: Path, truth: Path | None, step: str) -> ScoreOutcome:
+        say(step)
+        options = ScoreOptions(
+            truth=truth,
+            checkpoint=checkpoint,
+            out=folder / f"{target.name}-report",
+            workers=workers,
+            seed=seed,
+            n_boot=200,
+        )
+        return score_release(target, options, progress=progress_bar(quiet), log=say)
+
+    before = run_score(release, summary.truth, "2/4 score the release, with its answer key")
+    say(f"3/4 scrub: PS3.15 de-identification into {scrubbed}")
+    scrub_release(
+        release, scrubbed, overwrite=overwrite, workers=max(1, workers), progress=not quiet
     )
-    outcome = score_release(release, options, progress=progress_bar(quiet), log=say)
-    verdict = outcome.verdict
-    click.echo(f"{verdict.level.upper()}: {verdict.headline}")
-    click.echo(f"report: {outcome.paths.html}")
-    click.echo(f"numbers: {outcome.paths.json}")
+    # the scrub renames files, so the answer key no longer applies; keyed pseudonyms keep one
+    # patient under one ID, and the score uses those as identities
+    after = run_score(scrubbed, None, "4/4 score the safe copy")
+    for label, outcome in (("release", before), ("safe copy", after)):
+        verdict, linkage = outcome.verdict, outcome.results["linkage"]
+        click.echo(
+            f"{label}: {verdict.level.upper()}: {linkage['share_at_risk']:.1%} of records at risk, "
+            f"{outcome.results['metadata']['direct_identifier_files']} files with direct "
+            f"identifiers; report: {outcome.paths.html}"
+        )

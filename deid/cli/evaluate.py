@@ -79,6 +79,10 @@ def evaluate(
         checkpoint, data, split=split, n_boot=n_boot, seed=seed, device=device, num_workers=workers
     )
     click.echo(format_table(results["datasets"]))
+    click.echo(
+        f"[low,high]: 95% bootstrap interval over query patients ({n_boot} resamples); "
+        f"{split} split; overall = all queries against all gallery images"
+    )
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(results, indent=2) + "\n")
         click.echo(f"results written to {json_path}")

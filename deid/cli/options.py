@@ -19,7 +19,9 @@ def library_errors_to_click(func: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return func(*args, **kwargs)
         except DeidError as exc:
-            raise click.ClickException(str(exc)) from exc
+            error = click.ClickException(str(exc))
+            error.exit_code = 2  # documented: 2 = usage or input error
+            raise error from exc
 
     return wrapper
 

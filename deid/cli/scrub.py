@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from deid.cli.options import library_errors_to_click, quiet_option
 from deid.dicom.options import ProfileOptions  # dataclasses only: cheap to import
+
+if TYPE_CHECKING:
+    from deid.scrub import PixelCleaner
 
 _PROBLEMS_SHOWN = 20
 
@@ -16,10 +20,11 @@ def _split_names(
     ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
 ) -> tuple[str, ...]:
     names = [n.strip() for item in value for n in item.split(",") if n.strip()]
-    unknown = [n for n in names if n not in ProfileOptions.option_names()]
+    known = ProfileOptions.option_names()
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise click.BadParameter(
-            f"unknown profile option(s) {', '.join(unknown)}; choose from {', '.join(ProfileOptions.option_names())}"
+            f"unknown profile option(s) {', '.join(unknown)}; choose from {', '.join(known)}"
         )
     return tuple(dict.fromkeys(names))
 
@@ -40,7 +45,7 @@ def _safe_private(
     return tuple(entries)
 
 
-def _pixel_cleaner() -> None:
+def _pixel_cleaner() -> PixelCleaner | None:
     """The pixel identity-removal step used unless --no-pixels.
 
     None yet: the optimizer against the re-identifier plugs in here (it returns a
@@ -52,7 +57,7 @@ def _pixel_cleaner() -> None:
 @click.command(
     epilog="Beside OUT (never inside it) the run keeps OUT.key (the secret key, unless "
     "--key-file is given), OUT.map.json (only with --write-map) and OUT.plan.json (--dry-run); "
-    "all owner-only. Exit code 2 on a usage, input or output error."
+    "all owner-only."
 )
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option(

@@ -54,6 +54,11 @@ from deid.cli.options import library_errors_to_click, quiet_option
     show_default=True,
     help="DataLoader workers that render or decode images.",
 )
+@click.option(
+    "--stop-after",
+    type=click.IntRange(min=1),
+    help="reid: stop after this many epochs of this invocation; continue later with --resume.",
+)
 @quiet_option
 @library_errors_to_click
 def train(
@@ -67,6 +72,7 @@ def train(
     images_per_epoch: int | None,
     device: str | None,
     workers: int,
+    stop_after: int | None,
     quiet: bool,
 ) -> None:
     """Train a model and write its checkpoint to OUT/model.
@@ -89,6 +95,7 @@ def train(
                 device=device,
                 num_workers=workers,
                 quiet=quiet,
+                stop_after=stop_after,
             )
         )
     else:

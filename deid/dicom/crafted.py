@@ -19,7 +19,9 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
 from deid.dicom.profile_row import ProfileRow
-from deid.dicom.table import EXACT, PRIVATE_ROW, row_for
+from deid.dicom.table import EXACT, PRIVATE_ROW, REPEATING
+
+_REPEATING_BY_NAME = {r.name: r for r in REPEATING}
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 # Command group (0000) attributes belong to network messages, not files.
@@ -101,7 +103,8 @@ def crafted_dataset(
     patient : str
         Patient number; Patient ID is "MRN<patient>" and Patient's Name is derived from it.
     instance : int
-        Distinguishes instances (and makes every planted value unique across them).
+        Distinguishes instances (and makes every planted value unique across them); 1 to 6,
+        so that planted dates stay within the years DICOM dates can hold.
     referenced_sop_uid : str | None
         SOP Instance UID of another crafted file for the reference sequences to point at.
 
@@ -110,6 +113,8 @@ def crafted_dataset(
     tuple[pydicom.Dataset, list[Planted]]
         The dataset (with file meta) and the planted values with their rows.
     """
+    if not 1 <= instance <= 6:
+        raise ValueError(f"instance must be 1 to 6, got {instance}")
     ds = pydicom.Dataset()
     planted: list[Planted] = []
     base = instance * 10000
@@ -123,21 +128,30 @@ def crafted_dataset(
         if token is not None:
             planted.append(Planted(token, tag, row, nested, vr))
 
-    for n, (tag, row) in enumerate(sorted(EXACT.items())):
-        if tag >> 16 in _UNSETTABLE_GROUPS or tag >> 16 == 0x0002 or tag in _STRUCTURAL:
-            continue
-        if dictionary_VR(tag) == "SQ":
-            item = pydicom.Dataset()
-            # Each sequence carries a nested copy of a profile attribute and a private tag.
-            plant(item, 0x0040A123, EXACT[0x0040A123], base + 5000 + n, nested=True)
-            item.add_new(0x00290010, "LO", "QCREATOR")
-            item.add_new(0x00291001, "LO", f"QP{base + 5000 + n:05d}N")
-            planted.append(
-                Planted(f"QP{base + 5000 + n:05d}N", 0x00291001, PRIVATE_ROW, True, "LO")
-            )
-            ds.add_new(tag, "SQ", Sequence([item]))
-        else:
+    settable = [
+        (tag, row)
+        for tag, row in sorted(EXACT.items())
+        if tag >> 16 not in _UNSETTABLE_GROUPS and tag >> 16 != 0x0002 and tag not in _STRUCTURAL
+    ]
+    leaves = [(tag, row) for tag, row in settable if dictionary_VR(tag) != "SQ"]
+    for n, (tag, row) in enumerate(settable):
+        if dictionary_VR(tag) != "SQ":
             plant(ds, tag, row, base + n, nested=False)
+            continue
+        # Each sequence item carries another profile attribute (a different one per sequence),
+        # a person name and a private tag; the first sequence nests a second level.
+        item = pydicom.Dataset()
+        leaf_tag, leaf_row = leaves[(7 * n) % len(leaves)]
+        plant(item, leaf_tag, leaf_row, base + 5000 + n, nested=True)
+        plant(item, 0x0040A123, EXACT[0x0040A123], base + 7000 + n, nested=True)
+        item.add_new(0x00290010, "LO", "QCREATOR")
+        item.add_new(0x00291001, "LO", f"QP{base + 5000 + n:05d}N")
+        planted.append(Planted(f"QP{base + 5000 + n:05d}N", 0x00291001, PRIVATE_ROW, True, "LO"))
+        if n == next(i for i, (t, _) in enumerate(settable) if dictionary_VR(t) == "SQ"):
+            inner = pydicom.Dataset()
+            plant(inner, 0x00100030, EXACT[0x00100030], base + 9000, nested=True)  # birth date
+            item.add_new(0x0040A730, "SQ", Sequence([inner]))  # Content Sequence
+        ds.add_new(tag, "SQ", Sequence([item]))
 
     uid_root = f"1.2.826.0.1.{800000 + instance}"
     ds.SOPClassUID = CT_IMAGE_STORAGE
@@ -170,8 +184,9 @@ def crafted_dataset(
 
 def _add_graphics(ds: pydicom.Dataset, base: int, planted: list[Planted]) -> None:
     """A curve and an overlay, each with a searchable value."""
-    curve_row, overlay_row, comment_row = (row_for(t) for t in (0x50003000, 0x60003000, 0x60004000))
-    assert curve_row and overlay_row and comment_row
+    curve_row, overlay_row, comment_row = (
+        _REPEATING_BY_NAME[name] for name in ("Curve Data", "Overlay Data", "Overlay Comments")
+    )
     ds.add_new(0x50003000, "OB", f"QC{base:05d}V".encode())
     planted.append(Planted(f"QC{base:05d}V", 0x50003000, curve_row, False, "OB"))
     ds.add_new(0x60000010, "US", 8)

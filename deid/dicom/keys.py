@@ -52,7 +52,10 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
     """
     source = Path(path)
     if not source.is_file():
-        raise InputError(f"key file {source} not found; create one with create_key or --new-key")
+        raise InputError(
+            f"key file {source} not found; give the path of the release's existing key, or "
+            "create a new key (the same key must be used for every file of a release)"
+        )
     mode = source.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise InputError(

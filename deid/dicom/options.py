@@ -6,8 +6,11 @@ De-identification Method Code Sequence of every de-identified file.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 from deid.errors import InputError
 
@@ -131,3 +134,40 @@ class ProfileOptions:
             codes.append(CLEAN_PIXEL_DATA_CODE)
         codes.extend(OPTION_CODES[name] for name in self.enabled())
         return sorted(codes)
+
+
+def load_safe_private(path: str | os.PathLike[str]) -> frozenset[tuple[str, int, int]]:
+    """Read a Retain Safe Private list: a JSON array of ``{"creator", "group", "element"}``.
+
+    ``group`` is the odd group number and ``element`` the low byte of the element number
+    within the creator's block, both as hex strings, e.g.
+    ``[{"creator": "GEMS_PARM_01", "group": "0043", "element": "27"}]``.
+
+    Raises
+    ------
+    InputError
+        If the file is missing or an entry is malformed.
+    """
+    source = Path(path)
+    try:
+        entries = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the safe private list {source}: {exc}") from exc
+    if not isinstance(entries, list):
+        raise InputError(f"{source}: expected a JSON array of {{creator, group, element}}")
+    safe: set[tuple[str, int, int]] = set()
+    for index, entry in enumerate(entries):
+        try:
+            creator = str(entry["creator"]).strip()
+            group, element = int(str(entry["group"]), 16), int(str(entry["element"]), 16)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"{source}: entry {index} needs creator, and group and element as hex strings"
+            ) from exc
+        if group % 2 == 0 or not 0 <= element <= 0xFF or not creator:
+            raise InputError(
+                f"{source}: entry {index} is not a private attribute (group must be odd, "
+                "element a byte from 00 to FF, creator non-empty)"
+            )
+        safe.add((creator, group, element))
+    return frozenset(safe)

@@ -6,6 +6,11 @@ sequences at any depth; repeating groups (50xx curves, 60xx overlays) and privat
 keyed pseudonyms, UIDs are remapped under 2.25 by keyed derivation, and dates are either kept,
 shifted per patient or replaced, depending on the options. Pixel Data is never touched.
 
+Choices the standard leaves open: X/Z/U* reference sequences are kept with their UIDs remapped
+(references stay resolvable); a sequence whose action is D keeps its items, each de-identified
+by the profile with free text cleaned (a dummy that keeps required structure); removing Overlay
+Data removes its whole 60xx group; file meta AE titles are removed.
+
 The result depends only on the dataset, the options and the key: same inputs, same bytes.
 """
 
@@ -163,15 +168,14 @@ class _Scrubber:
         an untouched one works on pydicom's raw element, which keeps the scrub fast.
         """
         drop_groups: set[int] = set()
-        for base_tag in list(ds.keys()):
-            tag = int(base_tag)  # plain int: pydicom's BaseTag compares slowly
-            raw = ds.get_item(base_tag)
-            if raw is None:  # removed with its overlay group
-                continue
+        for raw in list(ds.elements()):  # undecoded where pydicom has not decoded them yet
+            tag = int(raw.tag)  # plain int: pydicom's BaseTag compares slowly
             if tag & 0xFFFF == 0 and tag >> 16 != 0x0002:
                 del ds[tag]  # group lengths would be stale; they are retired anyway
                 continue
-            if raw.VR is None:  # implicit VR: decode now so that the writer knows the VR
+            if raw.VR in (None, "UN"):
+                # Implicit VR, or UN (perhaps a sequence written by a tool that did not know
+                # it): decode, so the real VR is known to the walk and to the writer.
                 raw = _decode(ds, tag)
             vr = raw.VR
             row = row_for(tag)

@@ -2,7 +2,8 @@
 
 Both are derived from one patient key (the original Patient ID, or the name when there is no
 ID), so all files of a patient get the same pseudonyms, and without the secret key a pseudonym
-cannot be recomputed from a guessed identifier (unlike a plain hash).
+cannot be recomputed from a guessed identifier (unlike a plain hash). Files with neither an ID
+nor a name share one pseudonym (and one date shift).
 """
 
 from __future__ import annotations

@@ -83,8 +83,10 @@ def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, tuple[str
     names = sorted({name for _, name, _ in found.attributes})
     for name in names:
         meta["attributes_present"][name] = meta["attributes_present"].get(name, 0) + 1
-    # tags are spelled "(GGGG,EEEE)"
-    direct = any(
+    declared_removed = (found.patient_identity_removed or "").upper() == "YES"
+    # tags are spelled "(GGGG,EEEE)"; in a file declared de-identified these values are taken to
+    # be the pseudonyms and dummies that PS3.15 puts in their place
+    direct = not declared_removed and any(
         int(tag[1:5] + tag[6:10], 16) in DIRECT_IDENTIFIER_TAGS for tag, _, _ in found.attributes
     )
     if names:
@@ -96,7 +98,7 @@ def _audit_dicom(path: Path, meta: Metadata) -> tuple[list[str], bool, tuple[str
     if found.burned_in_risk is not None:
         meta["burned_in_annotation_files"] += 1
         findings.append(f"possible burned-in text: {found.burned_in_risk}")
-    if (found.patient_identity_removed or "").upper() != "YES":
+    if not declared_removed:
         meta["identity_not_removed_files"] += 1
         findings.append(f"PatientIdentityRemoved {found.patient_identity_removed or 'absent'}")
     patient_id = str(ds.get("PatientID", "") or "").strip()

@@ -119,9 +119,11 @@ class Journal:
 
     def __init__(self, out: Path, header: RunHeader) -> None:
         self.path = out / JOURNAL_NAME
-        fresh = not self.path.exists()
+        existing = self.path.read_bytes() if self.path.exists() else b""
         self._handle: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115
-        if fresh:
+        if existing and not existing.endswith(b"\n"):
+            self._handle.write("\n")  # end a line cut short by a kill; the next starts clean
+        if b'"header"' not in existing:
             self._write({"header": header.to_dict()})
 
     def append(self, entries: list[FileEntry]) -> None:

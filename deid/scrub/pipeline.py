@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from tqdm import tqdm
 
 from deid.dicom.keys import load_key, load_or_create_key
 from deid.dicom.options import ProfileOptions
-from deid.io.discover import discover
+from deid.io.discover import Discovery, discover
 from deid.io.record import ReleaseItem
 from deid.io.sniff import sniff
 from deid.scrub.folders import (
@@ -66,6 +67,10 @@ class ScrubSummary:
         Wall time of the scrub phase.
     plan, map
         The dry-run plan and the pseudonym map beside ``out``, when written.
+    counts
+        Files per status (written, quarantined, skipped).
+    header
+        Settings of the run (options, CID 7050 codes, key fingerprint), as in the manifest.
     """
 
     out: Path
@@ -79,6 +84,7 @@ class ScrubSummary:
     plan: Path | None = None
     map: Path | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    header: RunHeader | None = None
 
     @property
     def files_per_second(self) -> float:
@@ -196,19 +202,14 @@ def scrub_release(
     manifest = write_manifest(target, header, entries)
     journal.remove()
     shutil.rmtree(target / WORK_FOLDER, ignore_errors=True)
-    names = {
-        input_id(key, job.relative(p)): job.relative(p) for item in found.items for p in item.paths
-    }
-    names.update({input_id(key, job.relative(s.path)): job.relative(s.path) for s in found.skipped})
+    names = _input_names(found, job)
     problems = tuple(
         Problem(names.get(e.input_id, e.input_id), e.status, e.reason)
         for e in sorted(entries, key=lambda e: names.get(e.input_id, ""))
         if e.status != "written"
     )
     mapping = write_map(Path(out), job, entries, names) if write_pseudonym_map else None
-    counts: dict[str, int] = {}
-    for entry in entries:
-        counts[entry.status] = counts.get(entry.status, 0) + 1
+    counts = Counter(entry.status for entry in entries)
     return ScrubSummary(
         out=Path(out),
         key_file=keyfile,
@@ -220,7 +221,14 @@ def scrub_release(
         seconds=seconds,
         map=mapping,
         counts=dict(sorted(counts.items())),
+        header=header,
     )
+
+
+def _input_names(found: Discovery, job: Job) -> dict[str, str]:
+    """Input id -> input path inside the release, for operator-side messages and the map."""
+    paths = [p for item in found.items for p in item.paths] + [s.path for s in found.skipped]
+    return {input_id(job.key, job.relative(p)): job.relative(p) for p in paths}
 
 
 def _inside(folder: Path) -> Callable[[Path], bool]:

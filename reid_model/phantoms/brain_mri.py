@@ -190,8 +190,8 @@ def _slice(
     tissue = c_gm + (c_wm - c_gm) * wm
     inner = soft_step(1.0 - scalp - skull - rho, 0.006)  # inside the skull
     img = head * (c_fat * (1.0 - inner)) + inner * (tissue * (1.0 - csf) + c_csf * csf)
-    diploe = soft_step(1.0 - scalp - rho, 0.006) * (1.0 - inner)
-    img = img * (1.0 - diploe) + diploe * c_bone
+    skull_band = soft_step(1.0 - scalp - rho, 0.006) * (1.0 - inner)  # dark cortical bone
+    img = img * (1.0 - skull_band) + skull_band * c_bone
     return img.astype(np.float32)
 
 

@@ -98,11 +98,6 @@ def ct_anatomy(seed: int, dataset: str, patient_index: int) -> ChestCTAnatomy:
     )
 
 
-def _window(z: np.ndarray, lo: float, hi: float, ramp: float) -> np.ndarray:
-    """1 inside the z-fraction interval [lo, hi], smooth ramps of ``ramp`` outside."""
-    return soft_step(z - lo, ramp) * soft_step(hi - z, ramp)
-
-
 def _harmonic_radius(
     dx: np.ndarray, dy: np.ndarray, k: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +222,7 @@ def _slice_hu(anat: ChestCTAnatomy, g: _Geometry, z_mm: float, years: float) -> 
     # Ribs: bone segments on a ring inside the chest wall, their angle advancing with z.
     on_ring = soft_step(0.026 - np.abs(rho - 0.9 + g.fat_rho * 0.5), 0.006)
     rib = np.cos(g.rib_angle + (2 * np.pi * z_mm / anat.rib_pitch_mm + anat.rib_phase)) > 0.72
-    hu += on_ring * g.lateral * rib * 620.0
+    hu += on_ring * g.lateral * rib * 720.0
     if 0.25 < zf < 0.85:
         hu += g.sternum * soft_step(0.03 - np.abs(rho - 0.9), 0.006) * 500.0
     return hu.astype(np.float32)
