@@ -19,6 +19,8 @@ from torch import nn
 from deid.errors import InputError
 from reid_model.data import ImageEntry, ReidDataset, open_source, split_entries
 
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
 
 def query_mask(entries: Sequence[ImageEntry]) -> np.ndarray:
     """Boolean mask of the query images: one visit per patient, chosen by the phantom protocol
@@ -144,7 +146,7 @@ def evaluate_checkpoint(
     Parameters
     ----------
     checkpoint : str or Path
-        A checkpoint folder (``reid_model.checkpoint``).
+        A checkpoint folder (``reid_model.checkpoint``) or a shipped checkpoint's name.
     data : str
         A data spec accepted by :func:`reid_model.data.open_source`.
     split : {"train", "val", "test"}
@@ -176,7 +178,7 @@ def evaluate_checkpoint(
     from reid_model.checkpoint import load_checkpoint
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, cfg, _ = load_checkpoint(checkpoint, device=dev)
+    model, cfg, _ = load_checkpoint(resolve_checkpoint(checkpoint), device=dev)
     source = open_source(data)
     entries = split_entries(source, split)
     check_protocol(entries, split)
@@ -194,6 +196,16 @@ def evaluate_checkpoint(
         "seed": seed,
         "datasets": results,
     }
+
+
+def resolve_checkpoint(checkpoint: str | Path) -> Path:
+    """A checkpoint folder path, or the name of one shipped in ``reid_model/weights``
+    (``mami-demo``, ``attacker-demo``) when no folder of that name exists here."""
+    path = Path(checkpoint).expanduser()
+    shipped = SHIPPED_DIR / str(checkpoint)
+    if not path.exists() and Path(checkpoint).name == str(checkpoint) and shipped.is_dir():
+        return shipped
+    return path
 
 
 def _protocol(dataset: ReidDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

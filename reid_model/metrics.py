@@ -111,19 +111,29 @@ def roc_points(
     scores = np.asarray(scores, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
     w = np.ones(len(scores)) if weights is None else np.asarray(weights, dtype=np.float64)
-    uniq, group = np.unique(-scores, return_inverse=True)  # descending score order
-    return _roc_from_groups(group, len(uniq), same, w, -uniq)
+    ranked = _RankedPairs(scores, same)
+    return ranked.roc(w[ranked.order])
 
 
-def _roc_from_groups(
-    group: np.ndarray, n_groups: int, same: np.ndarray, w: np.ndarray, thresholds: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    tp = np.cumsum(np.bincount(group, w * same, minlength=n_groups))
-    fp = np.cumsum(np.bincount(group, w * ~same, minlength=n_groups))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpr = np.concatenate([[0.0], tp / tp[-1]])
-        fpr = np.concatenate([[0.0], fp / fp[-1]])
-    return fpr, tpr, np.concatenate([[np.inf], thresholds])
+class _RankedPairs:
+    """Pairs sorted by descending score, ready for repeated weighted ROC computations."""
+
+    def __init__(self, scores: np.ndarray, same: np.ndarray) -> None:
+        self.order = np.argsort(-scores, kind="stable")
+        ranked = scores[self.order]
+        self.same = same[self.order]
+        # last position of each run of equal scores: one ROC point per distinct threshold
+        self.ends = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])
+        self.thresholds = np.r_[np.inf, ranked[self.ends]]
+
+    def roc(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(fpr, tpr, thresholds)`` for weights ``w`` given in ranked order."""
+        tp = np.cumsum(w * self.same)[self.ends]
+        fp = np.cumsum(w)[self.ends] - tp
+        with np.errstate(invalid="ignore", divide="ignore"):
+            tpr = np.r_[0.0, tp / tp[-1]]
+            fpr = np.r_[0.0, fp / fp[-1]]
+        return fpr, tpr, self.thresholds
 
 
 def auc_from_roc(fpr: np.ndarray, tpr: np.ndarray) -> float:
@@ -342,12 +352,13 @@ def _evaluate_set(
     _, unit = np.unique(q_pids, return_inverse=True)
     n_units = int(unit.max()) + 1
     per_query = np.stack([(first >= 0) & (first < r) for r in RANKS] + [np.nan_to_num(ap)], 1)
-    uniq, group = np.unique(-scores, return_inverse=True)
+    ranked = _RankedPairs(scores, same)
+    pair_unit = unit[owner][ranked.order]
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         wq = counts[unit] * valid
         retrieval = wq @ per_query / wq.sum() if wq.sum() else np.full(per_query.shape[1], np.nan)
-        fpr, tpr, thr = _roc_from_groups(group, len(uniq), same, counts[unit[owner]], -uniq)
+        fpr, tpr, thr = ranked.roc(counts[pair_unit].astype(np.float64))
         if np.isnan(tpr[-1]) or np.isnan(fpr[-1]):
             return np.concatenate([retrieval, [np.nan, np.nan]])
         tar = tar_at_far_from_roc(fpr, tpr, thr, far)[0]
@@ -486,7 +497,10 @@ def evaluate_retrieval(
                 f"set {name!r} has {q.sum()} queries and {g.sum()} gallery images; "
                 "both must be non-empty."
             )
-        results[name] = _evaluate_set(
-            emb[q], emb[g], pids[q], pids[g], n_boot, rng, far, max_negatives
-        )
+        try:
+            results[name] = _evaluate_set(
+                emb[q], emb[g], pids[q], pids[g], n_boot, rng, far, max_negatives
+            )
+        except InputError as exc:
+            raise InputError(f"set {name!r}: {exc}") from exc
     return {"overall": results.pop("overall"), "groups": results}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -122,3 +123,13 @@ def test_evaluate_cli_reports_bad_input_as_a_one_line_error(checkpoint, tmp_path
     )
     assert result.exit_code != 0
     assert "is missing" in result.output
+
+
+def test_checkpoint_names_resolve_to_shipped_folders_only_when_no_path_exists(tmp_path) -> None:
+    from reid_model.evaluate import SHIPPED_DIR, resolve_checkpoint
+
+    assert resolve_checkpoint(tmp_path) == tmp_path
+    assert resolve_checkpoint("no-such-checkpoint") == Path("no-such-checkpoint")
+    shipped = [p for p in SHIPPED_DIR.iterdir() if p.is_dir()] if SHIPPED_DIR.is_dir() else []
+    for folder in shipped:
+        assert resolve_checkpoint(folder.name) == folder

@@ -21,7 +21,11 @@ COLUMNS = (
 
 
 @click.command()
-@click.option("--checkpoint", required=True, help="Checkpoint folder (for example RUN/model).")
+@click.option(
+    "--checkpoint",
+    required=True,
+    help="Checkpoint folder (for example RUN/model) or a shipped name (mami-demo).",
+)
 @click.option(
     "--data",
     required=True,
