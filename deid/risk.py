@@ -72,12 +72,15 @@ class _Top1:
         self.sim = np.full(n, -np.inf, dtype=np.float32)
         self.idx = np.full(n, -1, dtype=np.int64)
 
-    def update(self, a: int, b: int, sims: np.ndarray) -> None:
+    def update(self, a: int, b: int, sims: np.ndarray) -> np.ndarray:
+        """Fold in a block; returns the block's row maxima."""
         arg = sims.argmax(axis=1)
-        self._improve(a, sims[np.arange(len(sims)), arg], lambda sel: arg[sel] + b)
+        row_max = sims[np.arange(len(sims)), arg]
+        self._improve(a, row_max, lambda sel: arg[sel] + b)
         if b != a:
             # numpy's argmax along axis 0 is slow: take it only for the improved columns
             self._improve(b, sims.max(axis=0), lambda sel: sims[:, sel].argmax(axis=0) + a)
+        return row_max
 
     def _improve(
         self, start: int, best: np.ndarray, where: Callable[[np.ndarray], np.ndarray]
@@ -288,8 +291,7 @@ def linkage_risk(
     best, graph = _Top1(n), _Components(n)
     pairs: list[np.ndarray] = []
     for a, b, sims in _blocks(x, codes, chunk):
-        best.update(a, b, sims)
-        rows = np.flatnonzero(sims.max(axis=1) > floor)  # few rows hold candidate links
+        rows = np.flatnonzero(best.update(a, b, sims) > floor)  # few rows hold candidate links
         if len(rows):
             i, j = np.nonzero(sims[rows] > floor)
             keep = calibrator.predict(sims[rows[i], j]) > link_probability

@@ -58,8 +58,8 @@ def embed(
 ) -> np.ndarray:
     """L2-normalised embeddings of every item of ``dataset``, in order, as float32 (N, E).
 
-    Consecutive items of the same shape share a batch, so volumes of different depth and 2D
-    images can be mixed.
+    Consecutive items of the same shape share a batch (of at most ``batch_size`` images or
+    slices), so volumes of different depth and 2D images can be mixed.
     """
     was_training = model.training
     model.eval()
@@ -76,7 +76,8 @@ def embed(
 
     for i in range(len(dataset)):
         x = dataset[i].pixels
-        if pending and (x.shape != pending[0].shape or len(pending) == batch_size):
+        per_batch = max(1, batch_size // x.shape[0]) if x.ndim == 4 else batch_size  # in slices
+        if pending and (x.shape != pending[0].shape or len(pending) >= per_batch):
             flush()
         pending.append(x)
     flush()

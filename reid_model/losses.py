@@ -144,7 +144,12 @@ def _info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
 
 
 def difference_alignment_loss(
-    parts_p: Tensor, parts_q: Tensor, temperature: float = 0.07
+    parts_p: Tensor,
+    parts_q: Tensor,
+    temperature: float = 0.07,
+    *,
+    max_pairs: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Tensor:
     """Contrastive alignment of the re-identifier's and the MFM's feature differences.
 
@@ -152,7 +157,9 @@ def difference_alignment_loss(
     ``u = P_i^n - P_j^n`` and ``v = Q_i^n - Q_j^n``. After L2 normalisation, each ``u`` must pick
     its own ``v`` among the ``v`` of all pairs (InfoNCE, logits ``u . v / temperature``). The
     loss is averaged over pairs and tokens. Ordered pairs would add only the negated copies
-    ``u_ji = -u_ij``, so they are left out.
+    ``u_ji = -u_ij``, so they are left out. The logits hold N x M^2 values for M = B(B-1)/2
+    pairs (B = 128: 8,128 pairs, 264 M logits per token set), so large batches can keep a
+    random subset of ``max_pairs`` pairs, drawn with ``generator``.
 
     Parameters
     ----------
@@ -162,6 +169,10 @@ def difference_alignment_loss(
         (B, N, D) MFM features Q pooled with the same query attention.
     temperature : float
         Softmax temperature, > 0.
+    max_pairs : int | None
+        Keep at most this many pairs (None: all).
+    generator : torch.Generator | None
+        Randomness for the pair subset; required when ``max_pairs`` bites.
 
     Returns
     -------
@@ -172,7 +183,8 @@ def difference_alignment_loss(
     Raises
     ------
     InputError
-        If the shapes differ (including D_p != D_q) or the temperature is not positive.
+        If the shapes differ (including D_p != D_q), the temperature is not positive,
+        ``max_pairs < 2``, or a subset is needed and no generator is given.
     """
     _check_parts(parts_p, parts_q)
     if temperature <= 0:
@@ -180,7 +192,14 @@ def difference_alignment_loss(
     b = parts_p.shape[0]
     if b < 2:
         return _zero(parts_p) + _zero(parts_q)
+    if max_pairs is not None and max_pairs < 2:
+        raise InputError(f"max_pairs must be >= 2 to leave negatives, got {max_pairs}.")
     i, j = torch.triu_indices(b, b, offset=1, device=parts_p.device)
+    if max_pairs is not None and len(i) > max_pairs:
+        if generator is None:
+            raise InputError("difference_alignment_loss needs a generator to subsample pairs.")
+        keep = torch.randperm(len(i), generator=generator)[:max_pairs].to(i.device)
+        i, j = i[keep], j[keep]
     u = (parts_p[i] - parts_p[j]).transpose(0, 1)  # (N, M, D)
     v = (parts_q[i] - parts_q[j]).transpose(0, 1)
     return _info_nce(u, v, temperature)

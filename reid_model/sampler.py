@@ -14,7 +14,8 @@ class PKSampler(Sampler[int]):
     """Yield dataset indices in batches of ``p`` identities x ``k`` images.
 
     Identities are served from a stream of random permutations, so every identity comes up once
-    per pass over the identities and none repeats inside a batch. An identity with at
+    per pass over all identities; one that would repeat inside a batch waits for the next batch.
+    An identity with at
     least ``k`` images contributes ``k`` distinct ones; with fewer, all of its images plus
     draws with replacement up to ``k`` (oversampling). All randomness comes from ``generator``,
     whose state advances, so successive epochs differ and a re-seeded generator replays them.

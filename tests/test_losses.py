@@ -169,3 +169,37 @@ def test_alignment_dispatch():
         alignment_loss("difference", p, None)
     with pytest.raises(InputError, match="unknown"):
         alignment_loss("both", p, q)  # type: ignore[arg-type]
+
+
+def test_difference_alignment_pair_subset():
+    g = torch.Generator().manual_seed(5)
+    p, q = torch.randn(6, 2, 3, generator=g), torch.randn(6, 2, 3, generator=g)
+    full = difference_alignment_loss(p, q, 0.5)
+    assert difference_alignment_loss(p, q, 0.5, max_pairs=15).item() == full.item()  # 15 = all
+    sub = difference_alignment_loss(
+        p, q, 0.5, max_pairs=4, generator=torch.Generator().manual_seed(0)
+    )
+    again = difference_alignment_loss(
+        p, q, 0.5, max_pairs=4, generator=torch.Generator().manual_seed(0)
+    )
+    assert sub.item() == again.item() != full.item()
+    # Same value as the naive loss over the four pairs the generator picks.
+    i, j = torch.triu_indices(6, 6, offset=1)[
+        :, torch.randperm(15, generator=torch.Generator().manual_seed(0))[:4]
+    ]
+    expected = (
+        sum(
+            _naive_info_nce(
+                [p[a, n] - p[b, n] for a, b in zip(i, j, strict=True)],
+                [q[a, n] - q[b, n] for a, b in zip(i, j, strict=True)],
+                0.5,
+            )
+            for n in range(2)
+        )
+        / 2
+    )
+    assert sub.item() == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(InputError, match="generator"):
+        difference_alignment_loss(p, q, max_pairs=4)
+    with pytest.raises(InputError, match="max_pairs"):
+        difference_alignment_loss(p, q, max_pairs=1)

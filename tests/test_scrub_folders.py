@@ -103,6 +103,11 @@ def test_key_beside_output_owner_only_and_resume_needs_same_key(tmp_path: Path) 
     assert not any(p.suffix == ".key" for p in out.rglob("*"))
     again = scrub_release(release, out, resume=True)  # reuses safe.key
     assert not again.key_created and again.already_done == 2
+    (release / "Patient0" / "img1.dcm").unlink()  # an input gone since: its output goes too
+    fewer = scrub_release(release, out, resume=True)
+    assert fewer.counts == {"written": 1}
+    assert len(list(out.rglob("*.dcm"))) == 1
+    assert all(any(d.iterdir()) for d in out.rglob("*") if d.is_dir())  # no empty folders
     other = tmp_path / "other.key"
     other.write_text("ab" * 32 + "\n")
     other.chmod(0o600)
@@ -161,5 +166,12 @@ def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
         main, ["scrub", str(release), "--out", str(tmp_path / "u"), "--profile-options", "nope"]
     )
     assert bad.exit_code == 2 and "unknown profile option" in bad.output
+    dry = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "d"), "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert "1 to quarantine, 2 to write" in dry.output
+    assert any(
+        line.split() == ["Patient's", "Name", "replaced", "3"] for line in dry.output.splitlines()
+    )
+    assert not (tmp_path / "d").exists()
     inside = runner.invoke(main, ["scrub", str(release), "--out", str(release / "x")])
     assert inside.exit_code != 0 and "inside" in inside.output

@@ -14,9 +14,16 @@ from deid.io.record import Record
 from deid.scrub import scrub_release
 
 
-def add_seven(record: Record) -> np.ndarray:
-    """A stand-in cleaner (module level, so worker processes can unpickle it)."""
-    return record.pixels + 7
+class AddSeven:
+    """A stand-in cleaner (module level, so worker processes can unpickle it) that keeps
+    per-record metrics the way the pixel optimizer does."""
+
+    def __init__(self) -> None:
+        self.metrics: dict[str, dict[str, float]] = {}
+
+    def __call__(self, record: Record) -> np.ndarray:
+        self.metrics[record.key] = {"linf": 7.0, "voxels": float(record.pixels.size)}
+        return record.pixels + 7
 
 
 def test_cleaner_output_is_written_with_clean_pixel_code(tmp_path: Path) -> None:
@@ -29,11 +36,14 @@ def test_cleaner_output_is_written_with_clean_pixel_code(tmp_path: Path) -> None
     key = tmp_path / "k.key"
     key.write_text("11" * 32)
     key.chmod(0o600)
-    serial = scrub_release(release, tmp_path / "a", key_file=key, pixel_cleaner=add_seven)
-    scrub_release(release, tmp_path / "b", key_file=key, pixel_cleaner=add_seven, workers=2)
+    serial = scrub_release(release, tmp_path / "a", key_file=key, pixel_cleaner=AddSeven())
+    scrub_release(release, tmp_path / "b", key_file=key, pixel_cleaner=AddSeven(), workers=2)
     assert serial.counts == {"written": 4}
     manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
     assert {e["pixels"] for e in manifest["files"]} == {"cleaned"}
+    metrics = sorted(e["pixel_metrics"]["voxels"] for e in manifest["files"])
+    assert metrics == [30.0, 48.0, 48.0, 48.0]  # the PNG, then each slice of the 3x4x4 volume
+    assert manifest == json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert "113101" in manifest["header"]["codes"] and manifest["header"]["pixel_cleaner"]
     for entry in manifest["files"]:
         a = (tmp_path / "a" / entry["output"]).read_bytes()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
@@ -166,24 +167,57 @@ def test_release_of_plain_images_gets_keyed_names(tmp_path: Path) -> None:
     (release / "Doe_Jane_fundus.jpg").write_bytes(buffer.getvalue())
     _pixels("L").save(release / "Doe_Jane_scan.tif", tiffinfo={270: SECRET})
     (release / "Doe_Jane_xray.png").write_bytes(_png("L"))
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), np.eye(4)), release / "Doe.nii")
+    volume = nib.Nifti1Image(np.arange(48, dtype=np.int16).reshape(4, 4, 3), np.eye(4))
+    volume.header["descrip"] = SECRET.encode()
+    volume.header.extensions.append(nib.nifti1.Nifti1Extension(6, SECRET.encode()))
+    nib.save(volume, release / "Doe.nii.gz")
+    nib.save(volume, release / "Doe_pair.img")  # a .hdr/.img pair: not copied
     (release / "notes.txt").write_text(SECRET)
     (release / "empty.png").write_bytes(b"")
     out = tmp_path / "safe"
     summary = scrub_release(release, out)
-    assert summary.counts == {"skipped": 3, "written": 3}
+    assert summary.counts == {"skipped": 3, "written": 4}
     reasons = {p.input: p.reason for p in summary.problems}
-    assert reasons["Doe.nii"].startswith("NIfTI headers")
+    assert (
+        reasons["Doe_pair.hdr"]
+        == "NIfTI .hdr/.img pairs are not copied; convert the pair to a single .nii file"
+    )
     assert reasons["notes.txt"] == "not a recognised image format" and reasons["empty.png"]
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert len(written) == 4 and "manifest.json" in written
-    assert sorted(Path(p).suffix for p in written if p != "manifest.json") == [
+    assert len(written) == 5 and "manifest.json" in written
+    assert sorted("".join(Path(p).suffixes) for p in written if p != "manifest.json") == [
         ".jpg",
+        ".nii.gz",
         ".png",
         ".tif",
     ]
+    (nifti,) = [out / p for p in written if p.endswith(".nii.gz")]
+    assert SECRET.encode() not in gzip.decompress(nifti.read_bytes())
+    copy = nib.load(nifti)
+    assert copy.header["descrip"].item() == b"" and len(copy.header.extensions) == 0
+    np.testing.assert_array_equal(np.asanyarray(copy.dataobj), np.asanyarray(volume.dataobj))
     for relative in written:
         assert "DOE" not in relative.upper() and "JANE" not in relative.upper()
         assert b"Secretperson" not in (out / relative).read_bytes()
     manifest = (out / "manifest.json").read_text()
     assert "Doe" not in manifest and "notes" not in manifest
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_nifti_text_and_extensions_removed_voxels_identical(version: int) -> None:
+    import nibabel as nib
+
+    from deid.scrub.nifti_header import strip_nifti
+
+    kind = nib.Nifti1Image if version == 1 else nib.Nifti2Image
+    image = kind(np.arange(60, dtype=np.int16).reshape(3, 4, 5), np.diag([2.0, 2.0, 3.0, 1.0]))
+    image.header["descrip"] = b"Doe Jane 1961"
+    image.header["aux_file"] = b"doe.txt"
+    image.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"Patient Doe, MRN 4471"))
+    data = image.to_bytes()
+    clean, removed = strip_nifti(data)
+    assert removed == 3 and b"Doe" not in clean and b"4471" not in clean
+    before, after = kind.from_bytes(data), kind.from_bytes(clean)
+    assert clean[-120:] == data[-120:]  # voxel bytes copied as they were
+    np.testing.assert_array_equal(after.get_fdata(), before.get_fdata())
+    np.testing.assert_array_equal(after.affine, before.affine)

@@ -15,11 +15,24 @@ from safetensors.torch import load_file
 from deid.cli.train import train as train_command
 from deid.errors import InputError, OutputError
 from reid_model.checkpoint import load_checkpoint
+from reid_model.phantoms.protocol import split_of
 from reid_model.train import main, parameter_groups, warmup_cosine
 
-# 8 patients x 2 visits x 2 datasets; with seed 0 patients 1, 3, 4, 5, 6 are train, 2 and 7 val
-DATA = "phantom:cxr_site_a,cxr_site_b:8:2"
-DDP_DATA = "phantom:cxr_site_a:6:2:1"  # seed 1: patients 0, 2, 4, 5 train, 1 and 3 val
+
+def phantom_spec(datasets: str, patients: int, n_train: int, n_val: int) -> str:
+    """A 2-visit phantom data spec whose cohort seed gives at least ``n_train`` training and
+    exactly ``n_val`` validation patients per dataset (splits are drawn per patient)."""
+    for seed in range(1000):
+        splits = [split_of(i, seed) for i in range(patients)]
+        if splits.count("train") >= n_train and splits.count("val") == n_val:
+            return f"phantom:{datasets}:{patients}:2:{seed}"
+    raise AssertionError("no phantom seed gives the wanted splits")
+
+
+# 2 datasets x 7 patients x 2 visits (batches need P = 4 training patients)
+DATA = phantom_spec("cxr_site_a,cxr_site_b", 7, n_train=4, n_val=2)
+DDP_DATA = phantom_spec("cxr_site_a", 6, n_train=4, n_val=2)  # rendered in each process
+TRAIN_PATIENTS = sum(split_of(i, int(DATA.rsplit(":", 1)[1])) == "train" for i in range(7))
 
 
 def weights(folder) -> dict[str, torch.Tensor]:
@@ -44,7 +57,7 @@ def test_cli_smoke_run_writes_a_loadable_calibrated_checkpoint(tmp_path) -> None
     assert result.exit_code == 0, result.output
     model, cfg, meta = load_checkpoint(run / "model")
     assert cfg.backbone.img_size == 32
-    assert meta["num_classes"] == 10  # 5 train patients in each of 2 datasets
+    assert meta["num_classes"] == 2 * TRAIN_PATIENTS  # one class per training patient
     assert meta["calibration"] is not None
     assert meta["extra"]["data"] == DATA and meta["extra"]["epoch"] == 1
     x = torch.randn(2, 3, 32, 32)
@@ -98,8 +111,10 @@ def test_resume_needs_a_finished_epoch(tmp_path) -> None:
 
 
 def test_too_few_patients_for_a_batch_is_an_input_error(tmp_path) -> None:
-    with pytest.raises(InputError, match="batch needs P=4"):
-        main(["--preset", "test", "--data", "phantom:cxr_site_a:4:2", "--out", str(tmp_path)])
+    seed = next(s for s in range(1000) if [split_of(i, s) for i in range(3)].count("train") == 3)
+    data = f"phantom:cxr_site_a:3:2:{seed}"  # 3 training patients, batches need P = 4
+    with pytest.raises(InputError, match="3 patients but a batch needs P=4"):
+        main(["--preset", "test", "--data", data, "--out", str(tmp_path)])
 
 
 def test_warmup_then_cosine() -> None:

@@ -132,7 +132,7 @@ def scrub(
 
     DICOM: PS3.15 Basic Application Level Confidentiality Profile plus the chosen options,
     keyed pseudonyms for Patient ID and Name, keyed UID remapping and date shifts. PNG, JPEG,
-    TIFF: metadata stripped, pixels kept. Output names are keyed pseudonyms. Files that may
+    TIFF, NIfTI: metadata stripped, pixels kept. Output names are keyed pseudonyms. Files that may
     carry burned-in text are quarantined; OUT/manifest.json lists every file.
     """
     from deid.scrub import scrub_release
@@ -162,6 +162,9 @@ def scrub(
         )
     if summary.plan is not None:
         if not quiet:
+            from deid.scrub.plan import plan_lines
+
+            click.echo("\n".join(plan_lines(summary.plan)))
             click.echo(f"dry run: plan written to {summary.plan} (owner-only); no image written")
         return
     if quiet:

@@ -99,6 +99,10 @@ def train(
             )
         )
     else:
+        if stop_after is not None or images_per_epoch is not None:
+            raise click.UsageError(
+                f"--stop-after and --images-per-epoch apply to --task reid only, not {task}"
+            )
         from reid_model.train_mfm import AuxTrainOptions, train_auxiliary
 
         final = train_auxiliary(

@@ -1,4 +1,4 @@
-"""The safe copy: DICOM metadata de-identified (PS3.15), plain-image metadata stripped, keyed
+"""The safe copy: DICOM metadata de-identified (PS3.15), PNG/JPEG/TIFF/NIfTI metadata stripped, keyed
 pseudonymous names, atomic and resumable writes, and a manifest of what was done.
 
 Pixel identity removal plugs in through ``pixel_cleaner`` (see :func:`scrub_release`).

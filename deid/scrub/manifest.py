@@ -50,6 +50,8 @@ class FileEntry:
     pixels
         ``unchanged`` (bit-identical Pixel Data), ``lossless`` (decoded and re-encoded to the
         same values), ``cleaned`` (changed by the pixel cleaner) or "" when nothing was written.
+    pixel_metrics
+        What the pixel cleaner measured for this file's record (similarities, SSIM, PSNR...).
     """
 
     input_id: str
@@ -61,6 +63,7 @@ class FileEntry:
     output_sha256: str = ""
     actions: dict[str, int] = field(default_factory=dict)
     pixels: str = ""
+    pixel_metrics: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileEntry:

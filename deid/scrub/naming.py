@@ -13,7 +13,7 @@ from pathlib import PurePosixPath
 from deid.dicom.keys import keyed_digest
 
 # Extension of the plain-image outputs, by kind.
-PLAIN_SUFFIXES: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif"}
+PLAIN_SUFFIXES: dict[str, str] = {"png": ".png", "jpeg": ".jpg", "tiff": ".tif", "nifti": ".nii"}
 PLAIN_FOLDER = "images"
 _SAFE = re.compile(r"[^A-Z0-9]")
 
@@ -53,6 +53,7 @@ def dicom_output_path(
     )
 
 
-def plain_output_path(key: bytes, relative: str, kind: str) -> PurePosixPath:
-    """``images/<file token>.<ext>`` for a PNG, JPEG or TIFF input (folders can hold PHI too)."""
-    return PurePosixPath(PLAIN_FOLDER, token(key, "scrub-file", relative) + PLAIN_SUFFIXES[kind])
+def plain_output_path(key: bytes, relative: str, suffix: str) -> PurePosixPath:
+    """``images/<file token><suffix>`` for a PNG, JPEG, TIFF or NIfTI input (the input's folders
+    can hold PHI too, so none of them is kept)."""
+    return PurePosixPath(PLAIN_FOLDER, token(key, "scrub-file", relative) + suffix)

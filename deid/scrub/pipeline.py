@@ -111,7 +111,7 @@ def scrub_release(
 
     DICOM files get the PS3.15 Basic Profile (plus ``options``) with keyed pseudonyms, UIDs and
     date shifts, and are written under pseudonymous folders; Pixel Data is bit-identical unless
-    ``pixel_cleaner`` is given. PNG/JPEG/TIFF lose their metadata (pixels kept losslessly) and
+    ``pixel_cleaner`` is given. PNG/JPEG/TIFF/NIfTI lose their metadata (pixels kept exactly) and
     get keyed names. Files that may carry burned-in text are quarantined, unreadable or
     unsupported files skipped; both are listed in ``out/manifest.json``. Inputs are never
     modified; every output is written atomically; a killed run is finished with ``resume``.
@@ -199,6 +199,7 @@ def scrub_release(
     finally:
         journal.close()
     seconds = time.perf_counter() - started
+    _remove_stale(target, previous, entries)
     manifest = write_manifest(target, header, entries)
     journal.remove()
     shutil.rmtree(target / WORK_FOLDER, ignore_errors=True)
@@ -223,6 +224,20 @@ def scrub_release(
         counts=dict(sorted(counts.items())),
         header=header,
     )
+
+
+def _remove_stale(out: Path, previous: dict[str, FileEntry], entries: list[FileEntry]) -> None:
+    """Delete outputs an earlier run wrote for inputs that are no longer in the release, so
+    the safe copy holds exactly what its manifest lists."""
+    current = {entry.input_id for entry in entries}
+    for input_key, entry in previous.items():
+        if input_key not in current and entry.output:
+            stale = out / entry.output
+            stale.unlink(missing_ok=True)
+            for folder in stale.parents:  # and the pseudonymous folders it leaves empty
+                if folder == out or any(folder.iterdir()):
+                    break
+                folder.rmdir()
 
 
 def _input_names(found: Discovery, job: Job) -> dict[str, str]:
@@ -280,7 +295,10 @@ def _run(items: list[ReleaseItem], job: Job, workers: int) -> Iterator[list[File
         for item in items:
             yield scrub_item(item, job)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers)
+    try:
         futures = [pool.submit(scrub_item, item, job) for item in items]
         for future in as_completed(futures):
             yield future.result()
+    finally:  # on an error or interrupt, do not wait for the queued items to run
+        pool.shutdown(wait=True, cancel_futures=True)

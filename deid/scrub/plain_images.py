@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
@@ -81,13 +82,13 @@ def _reencode(data: bytes, kind: str) -> bytes:
         for index in range(getattr(image, "n_frames", 1)):
             image.seek(index)
             frames.append(_fresh(image))
-    options: dict[str, object] = {"format": _FORMATS[kind]}
+    options: dict[str, Any] = {}
     if kind == "tiff" and compression in _LOSSLESS_TIFF:
         options["compression"] = compression
     if len(frames) > 1:
         options.update(save_all=True, append_images=frames[1:])
     buffer = io.BytesIO()
-    frames[0].save(buffer, **options)
+    frames[0].save(buffer, format=_FORMATS[kind], **options)
     return buffer.getvalue()
 
 

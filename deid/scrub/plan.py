@@ -16,9 +16,10 @@ from deid.io.atomic import atomic_write_text
 from deid.io.dicom_read import read_dataset
 from deid.io.discover import Discovery
 from deid.scrub.folders import plan_path
-from deid.scrub.naming import dicom_output_path, plain_output_path
+from deid.scrub.naming import PLAIN_SUFFIXES, dicom_output_path, plain_output_path
+from deid.scrub.nifti_header import is_gzip, strip_nifti
 from deid.scrub.plain_images import metadata_keys
-from deid.scrub.safe_copy import NIFTI_REASON, Job
+from deid.scrub.safe_copy import Job
 
 
 def write_plan(out: Path, job: Job, found: Discovery) -> Path:
@@ -72,12 +73,15 @@ def _plan_file(path: Path, kind: str, job: Job) -> dict[str, Any]:
                 entry.update(status="quarantine", reason=reason)
                 return entry
         elif kind == "nifti":
-            entry.update(status="skip", reason=NIFTI_REASON)
-            return entry
+            data = path.read_bytes()
+            count = strip_nifti(data, relative)[1]
+            entry["actions"] = [{"key": "NIfTI header text or extension", "action": "X"}] * count
+            suffix = PLAIN_SUFFIXES[kind] + (".gz" if is_gzip(data) else "")
+            output = plain_output_path(job.key, relative, suffix)
         else:
             removed = metadata_keys(path.read_bytes())
             entry["actions"] = [{"key": name, "action": "X"} for name in removed]
-            output = plain_output_path(job.key, relative, kind)
+            output = plain_output_path(job.key, relative, PLAIN_SUFFIXES[kind])
     except UnreadableFileError as exc:
         entry.update(status="skip", reason=exc.reason)
         return entry
@@ -86,3 +90,25 @@ def _plan_file(path: Path, kind: str, job: Job) -> dict[str, Any]:
         return entry
     entry.update(status="write", output=output.as_posix())
     return entry
+
+
+ACTION_WORDS = {
+    "X": "removed",
+    "Z": "emptied",
+    "D": "replaced",
+    "U": "UID remapped",
+    "K": "kept",
+    "C": "cleaned",
+}
+
+
+def plan_lines(path: Path) -> list[str]:
+    """A readable summary of a written plan: file outcomes, then each attribute's actions."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    outcomes = Counter(f["status"] for f in document["files"])
+    lines = [", ".join(f"{n} to {status}" for status, n in sorted(outcomes.items()))]
+    width = max((len(name) for name in document["attributes"]), default=0)
+    for name, actions in document["attributes"].items():
+        words = ", ".join(f"{ACTION_WORDS.get(a, a)} {n}" for a, n in actions.items())
+        lines.append(f"  {name:<{width}}  {words}")
+    return lines

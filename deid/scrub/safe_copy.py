@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -20,7 +20,7 @@ from pydicom.dataset import Dataset
 from deid.dicom.burned_in import needs_quarantine
 from deid.dicom.options import ProfileOptions
 from deid.dicom.profile import deidentify
-from deid.errors import OutputError, UnreadableFileError
+from deid.errors import UnreadableFileError
 from deid.io.atomic import atomic_write_bytes
 from deid.io.dicom_read import read_dataset
 from deid.io.discover import load
@@ -28,14 +28,11 @@ from deid.io.record import Record, ReleaseItem
 from deid.io.writers import write_like
 from deid.scrub.folders import WORK_FOLDER
 from deid.scrub.manifest import FileEntry
-from deid.scrub.naming import dicom_output_path, input_id, plain_output_path
+from deid.scrub.naming import PLAIN_SUFFIXES, dicom_output_path, input_id, plain_output_path
+from deid.scrub.nifti_header import is_gzip, strip_nifti
 from deid.scrub.plain_images import metadata_keys, strip_metadata
 
 PixelCleaner = Callable[[Record], np.ndarray]
-NIFTI_REASON = (
-    "NIfTI headers and extensions are not de-identified by deid scrub; convert the volume to "
-    "DICOM or clean it separately"
-)
 _SAME_SERIES = "another file of its series may carry burned-in text"
 
 
@@ -58,7 +55,8 @@ class Job:
     pixel_cleaner
         Returns new pixels for a decoded record (same shape and units), or None to keep pixels.
         Must be picklable to run with several workers (a module-level function or an instance
-        of a module-level class).
+        of a module-level class). Per-record numbers it keeps in a ``metrics`` mapping (see
+        :func:`cleaner_metrics`) go into the manifest.
     """
 
     base: Path
@@ -117,18 +115,16 @@ def scrub_item(item: ReleaseItem, job: Job) -> list[FileEntry]:
 
     Raises
     ------
-    OSError, OutputError
+    OSError
         When the output cannot be written: the run must stop.
     """
     try:
         if item.kind == "dicom":
             return _scrub_dicom(item, job)
-        if item.kind == "nifti":
-            return skipped_entries(job, item.paths, NIFTI_REASON, item.kind)
         return _scrub_plain(item, job)
     except UnreadableFileError as exc:
         return skipped_entries(job, item.paths, exc.reason, item.kind)
-    except (OSError, OutputError):
+    except OSError:  # the output cannot be written (disk full, permissions): stop the run
         raise
     except Exception as exc:  # a malformed value must not end the run
         reason = f"unexpected {type(exc).__name__} while scrubbing ({exc})"
@@ -152,33 +148,62 @@ def _scrub_dicom(item: ReleaseItem, job: Job) -> list[FileEntry]:
             )
             for path, reason in zip(item.paths, reasons, strict=True)
         ]
-    sources = {path: path for path in item.paths}
+    sources: dict[Path, Path] = {path: path for path in item.paths}
+    metrics: dict[str, float] = {}
     if job.pixel_cleaner is not None:
-        sources = _cleaned_copies(item, job)
+        sources, metrics = _cleaned_copies(item, job)
     entries = []
     for path in item.paths:
         ds = first if first is not None and job.pixel_cleaner is None else None
         if ds is None:
             ds = read_dataset(sources[path], pixels=True)
-        entries.append(_write_dicom(path, ds, job))
+        entries.append(_write_dicom(path, ds, job, metrics))
         if sources[path] != path:
             sources[path].unlink()
     return entries
 
 
-def _cleaned_copies(item: ReleaseItem, job: Job) -> dict[Path, Path]:
-    """Write the cleaner's pixels into scratch copies of the sources; map source → copy."""
+def _cleaned_copies(item: ReleaseItem, job: Job) -> tuple[dict[Path, Path], dict[str, float]]:
+    """Write the cleaner's pixels into scratch copies of the sources; map source → copy, and
+    the cleaner's metrics for the record."""
     assert job.pixel_cleaner is not None
     record = load(item)
     pixels = job.pixel_cleaner(record)
     scratch = job.out / WORK_FOLDER
     copies = {p: scratch / (input_id(job.key, job.relative(p)) + ".dcm") for p in record.paths}
     write_like(record, pixels, [copies[p] for p in record.paths])
-    return copies
+    return copies, cleaner_metrics(job.pixel_cleaner, record.key)
 
 
-def _write_dicom(path: Path, ds: Dataset, job: Job) -> FileEntry:
+def cleaner_metrics(cleaner: PixelCleaner, key: str) -> dict[str, float]:
+    """Numbers a cleaner recorded for the record ``key`` in its ``metrics`` mapping, if any.
+
+    A cleaner may keep ``metrics: Mapping[str, dataclass | dict]`` by record key; read in the
+    process that ran it, so they reach the manifest with worker processes too.
+    """
+    found = getattr(cleaner, "metrics", None)
+    value = found.get(key) if isinstance(found, Mapping) else None
+    if value is None:
+        return {}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        data = dataclasses.asdict(value)
+    else:
+        data = dict(value)
+    return {
+        name: float(number)
+        for name, number in sorted(data.items())
+        if isinstance(number, int | float | np.floating | np.integer)
+    }
+
+
+def _write_dicom(path: Path, ds: Dataset, job: Job, metrics: dict[str, float]) -> FileEntry:
     relative = job.relative(path)
+    meta = getattr(ds, "file_meta", None) or {}
+    for keyword in ("SOPClassUID", "SOPInstanceUID"):
+        if not ds.get(keyword) and not meta.get("MediaStorage" + keyword):
+            raise UnreadableFileError(
+                str(path), f"no {keyword}: not a storable DICOM object, no valid copy can be made"
+            )
     study = str(ds.get("StudyInstanceUID", "") or "")
     series = str(ds.get("SeriesInstanceUID", "") or "")
     log = deidentify(ds, job.options, job.key)
@@ -198,26 +223,29 @@ def _write_dicom(path: Path, ds: Dataset, job: Job) -> FileEntry:
         output_sha256=hashlib.sha256(data).hexdigest(),
         actions=log.counts(),
         pixels="cleaned" if job.pixel_cleaner is not None else "unchanged",
+        pixel_metrics=metrics,
     )
 
 
 def _scrub_plain(item: ReleaseItem, job: Job) -> list[FileEntry]:
+    """PNG, JPEG, TIFF or single-file NIfTI: metadata stripped, keyed name."""
     path = item.paths[0]
     relative = job.relative(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise UnreadableFileError(str(path), f"cannot be read ({exc.strerror})") from exc
+    cleaned, removed = _strip(data, item.kind, relative)  # also checks the file can be copied
+    metrics: dict[str, float] = {}
     if job.pixel_cleaner is not None:
         record = load(item)
         scratch = job.out / WORK_FOLDER / (input_id(job.key, relative) + "." + item.kind)
         write_like(record, job.pixel_cleaner(record), [scratch])
-        cleaned = strip_metadata(scratch.read_bytes(), item.kind, relative)
+        metrics = cleaner_metrics(job.pixel_cleaner, record.key)
+        cleaned = _strip(scratch.read_bytes(), item.kind, relative)[0]
         scratch.unlink()
-    else:
-        cleaned = strip_metadata(data, item.kind, relative)
-    removed = len(set(metadata_keys(data)) - set(metadata_keys(cleaned)))
-    target: PurePosixPath = plain_output_path(job.key, relative, item.kind)
+    suffix = PLAIN_SUFFIXES[item.kind] + (".gz" if is_gzip(cleaned) else "")
+    target: PurePosixPath = plain_output_path(job.key, relative, suffix)
     atomic_write_bytes(job.out / target, cleaned)
     return [
         FileEntry(
@@ -229,5 +257,14 @@ def _scrub_plain(item: ReleaseItem, job: Job) -> list[FileEntry]:
             output_sha256=hashlib.sha256(cleaned).hexdigest(),
             actions={"metadata_removed": removed},
             pixels="cleaned" if job.pixel_cleaner is not None else "lossless",
+            pixel_metrics=metrics,
         )
     ]
+
+
+def _strip(data: bytes, kind: str, name: str) -> tuple[bytes, int]:
+    """``data`` without its metadata, and how many metadata entries went."""
+    if kind == "nifti":
+        return strip_nifti(data, name)
+    cleaned = strip_metadata(data, kind, name)
+    return cleaned, len(set(metadata_keys(data)) - set(metadata_keys(cleaned)))

@@ -285,7 +285,7 @@ def render_chest_ct(
         return np.array([lx, ly, z_mm])
 
     nod = finding_rng(seed, dataset, patient_index, "nodule", None)
-    nod_centre, nod_r = lung_point(nod), float(nod.uniform(4.0, 8.0))
+    nod_centre, nod_r = lung_point(nod), float(nod.uniform(5.0, 9.0))
     ggo = finding_rng(seed, dataset, patient_index, "ground_glass", visit)
     ggo_centre, ggo_r = lung_point(ggo), float(ggo.uniform(18.0, 32.0))
     ggo_field = smooth_field(ggo, (16, 16), 1.2)

@@ -19,12 +19,15 @@ from reid_model.phantoms.types import DATASETS
 
 SIZE = 256  # native rows and columns of every phantom image
 
-# Stream tags keep the random streams of one patient independent of each other.
+# Every secondary stream is seeded by stream_key(seed, code, index, TAG, ...): the tag sits at a
+# fixed position and the key ends in a non-zero terminator. SeedSequence ignores trailing zeros
+# ([1, 2, 0] seeds like [1, 2]), so without these rules two streams could silently coincide.
 STREAM_VISIT = 1
 STREAM_FINDING = 2
 STREAM_INTERVAL = 3
 STREAM_DEVICE = 4
 STREAM_SPLIT = 5
+SPLIT_CODE = 1000  # stands in for the dataset code: splits are shared by all datasets
 
 
 def dataset_code(dataset: str) -> int:
@@ -48,6 +51,11 @@ def check_indices(**values: int) -> None:
             raise InputError(f"{name} must be a non-negative integer, got {value!r}")
 
 
+def stream_key(seed: int, code: int, index: int, tag: int, *rest: int) -> list[int]:
+    """Seed key of a secondary stream (see the note on STREAM_* above)."""
+    return [seed, code, index, tag, *rest, 1]
+
+
 def anatomy_rng(seed: int, dataset: str, patient_index: int) -> np.random.Generator:
     """The stream of a patient's persistent anatomy."""
     return np.random.default_rng([seed, dataset_code(dataset), patient_index])
@@ -55,7 +63,8 @@ def anatomy_rng(seed: int, dataset: str, patient_index: int) -> np.random.Genera
 
 def visit_rng(seed: int, dataset: str, patient_index: int, visit: int) -> np.random.Generator:
     """The stream of one visit's acquisition nuisance."""
-    return np.random.default_rng([seed, dataset_code(dataset), patient_index, visit, STREAM_VISIT])
+    code = dataset_code(dataset)
+    return np.random.default_rng(stream_key(seed, code, patient_index, STREAM_VISIT, visit))
 
 
 def days_since_first_visit(seed: int, dataset: str, patient_index: int, visit: int) -> int:
@@ -64,7 +73,7 @@ def days_since_first_visit(seed: int, dataset: str, patient_index: int, visit: i
     code = dataset_code(dataset)
     days = 0
     for k in range(1, visit + 1):
-        rng = np.random.default_rng([seed, code, patient_index, k, STREAM_INTERVAL])
+        rng = np.random.default_rng(stream_key(seed, code, patient_index, STREAM_INTERVAL, k))
         days += int(rng.integers(60, 730))
     return days
 

@@ -20,6 +20,7 @@ from reid_model.phantoms.common import (
     dataset_code,
     detector_grid,
     smooth_field,
+    stream_key,
 )
 
 
@@ -116,7 +117,7 @@ DEVICES: dict[str, tuple[Device, ...]] = {
 def device_pattern(dataset: str, device_index: int) -> np.ndarray:
     """The fixed multiplicative detector pattern of one device (SIZE x SIZE float32, around 1)."""
     device = DEVICES[dataset][device_index]
-    rng = np.random.default_rng([dataset_code(dataset), device_index, STREAM_DEVICE])
+    rng = np.random.default_rng(stream_key(0, dataset_code(dataset), device_index, STREAM_DEVICE))
     xx, yy = detector_grid(SIZE)
     # Low-frequency gain plus a fine, pixel-level fixed pattern.
     gain = ndimage.zoom(smooth_field(rng, (16, 16), 1.5), SIZE / 16, order=3)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deid.errors import InputError
-from reid_model.phantoms.common import STREAM_FINDING, dataset_code
+from reid_model.phantoms.common import STREAM_FINDING, dataset_code, stream_key
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,11 @@ def finding_rng(
     present, so forcing a finding on or off changes nothing else in the image. ``purpose`` 0
     places the finding, 1 decides whether it is present."""
     index = FINDINGS[dataset].index(finding)
-    key = [seed, dataset_code(dataset), patient_index, STREAM_FINDING, index, purpose]
-    return np.random.default_rng(key if visit is None else [*key, visit])
+    code = dataset_code(dataset)
+    when = (0, 0) if visit is None else (1, visit)
+    return np.random.default_rng(
+        stream_key(seed, code, patient_index, STREAM_FINDING, index, purpose, *when)
+    )
 
 
 def _onset_visit(rng: np.random.Generator) -> int:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from deid.errors import InputError
-from reid_model.phantoms.common import STREAM_SPLIT, check_indices
+from reid_model.phantoms.common import SPLIT_CODE, STREAM_SPLIT, check_indices, stream_key
 from reid_model.phantoms.types import PhantomImage
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -23,7 +23,7 @@ def split_of(patient_index: int, seed: int = 0) -> str:
     whatever the cohort size.
     """
     check_indices(patient_index=patient_index, seed=seed)
-    draw = np.random.default_rng([seed, patient_index, STREAM_SPLIT]).random()
+    draw = np.random.default_rng(stream_key(seed, SPLIT_CODE, patient_index, STREAM_SPLIT)).random()
     if draw < _SPLIT_EDGES[0]:
         return "train"
     return "val" if draw < _SPLIT_EDGES[1] else "test"

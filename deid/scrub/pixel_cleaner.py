@@ -1,0 +1,179 @@
+"""The pixel cleaner the safe-copy pipeline calls per record (``pixel_cleaner`` hook of
+:func:`deid.scrub.scrub_release`), and the per-patient reference embeddings it can use."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from deid.io.record import Record
+from deid.scrub.optimizer import PixelMetrics, embed_pixels, scrub_pixels
+from deid.scrub.pixel_adversary import Adversary, load_adversary
+from deid.scrub.pixel_quantise import quantise
+from deid.scrub.pixel_settings import DEFAULT_STRENGTH, PixelSettings, settings_for
+
+
+def patient_id(record: Record) -> str | None:
+    """The DICOM Patient ID of a record, or None (plain images carry none)."""
+    value = record.metadata.get("PatientID")
+    return str(value) if value else None
+
+
+@dataclass
+class ReferenceBank:
+    """Embeddings of a release's images grouped by patient, per re-identifier.
+
+    ``others(record)`` gives the embeddings of the same patient's other images (the identity
+    term pushes away from all of them), ``decoys(record)`` the mean embedding of the patient
+    least similar to this one (the Fawkes-style target).
+    """
+
+    keys: dict[str, list[str]] = field(default_factory=dict)  # patient -> record keys
+    embeddings: dict[str, list[Tensor]] = field(default_factory=dict)  # patient -> per model (R, E)
+    patient_of: Callable[[Record], str | None] = patient_id
+
+    @classmethod
+    def build(
+        cls,
+        records: Iterable[Record],
+        adversary: Adversary,
+        patient_of: Callable[[Record], str | None] = patient_id,
+    ) -> ReferenceBank:
+        """Embed every record that has a patient with every re-identifier of ``adversary``."""
+        rows: dict[str, list[tuple[str, list[Tensor]]]] = {}
+        models = range(len(adversary.reidentifiers))
+        for record in records:
+            patient = patient_of(record)
+            if patient is None:
+                continue
+            embs = [embed_pixels(record.pixels, record.modality, adversary, i) for i in models]
+            rows.setdefault(patient, []).append((record.key, embs))
+        bank = cls(patient_of=patient_of)
+        for patient, items in rows.items():
+            bank.keys[patient] = [key for key, _ in items]
+            bank.embeddings[patient] = [torch.stack([e[i] for _, e in items]) for i in models]
+        return bank
+
+    def others(self, record: Record) -> list[Tensor | None] | None:
+        """Per model, (R, E) embeddings of the patient's other images; None if unknown."""
+        patient = self.patient_of(record)
+        if patient not in self.keys:
+            return None
+        keep = torch.tensor([k != record.key for k in self.keys[patient]])
+        if not bool(keep.any()):
+            return None
+        return [emb[keep.to(emb.device)] for emb in self.embeddings[patient]]
+
+    def decoys(self, record: Record) -> list[Tensor | None] | None:
+        """Per model, the mean embedding of the patient farthest from this one's mean."""
+        patient = self.patient_of(record)
+        if patient not in self.keys or len(self.keys) < 2:
+            return None
+        names = [p for p in self.keys if p != patient]
+        result: list[Tensor | None] = []
+        for i, own in enumerate(self.embeddings[patient]):
+            centre = F.normalize(own.mean(0), dim=-1)
+            means = F.normalize(torch.stack([self.embeddings[p][i].mean(0) for p in names]), dim=-1)
+            result.append(means[int((means @ centre).argmin())])
+        return result
+
+
+def record_seed(seed: int, key: str) -> int:
+    """Seed of one record's random transforms: fixed by the run seed and the record, whatever
+    the order or the worker that processes it."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class PixelScrubber:
+    """``Callable[[Record], np.ndarray]``: perturbs a record's pixels against the adversary.
+
+    Output pixels are in the record's modality units, snapped to its stored grid; the metrics
+    of each record are kept in ``metrics`` (by record key) for the manifest.
+
+    Parameters
+    ----------
+    adversary
+        Re-identifier(s) and MFM(s).
+    settings
+        Optimiser settings.
+    seed
+        Run seed; each record's transforms are seeded from it and the record key.
+    references
+        Per-patient embeddings of the release (optional): the identity term then also pushes
+        away from the patient's other images, and a decoy is used if ``lambda_decoy > 0``.
+    """
+
+    def __init__(
+        self,
+        adversary: Adversary,
+        settings: PixelSettings,
+        seed: int = 0,
+        references: ReferenceBank | None = None,
+    ) -> None:
+        self.adversary, self.settings, self.seed = adversary, settings, seed
+        self.references = references
+        self.metrics: dict[str, PixelMetrics] = {}
+
+    def __call__(self, record: Record) -> np.ndarray:
+        others = self.references.others(record) if self.references else None
+        decoys = self.references.decoys(record) if self.references else None
+        generator = torch.Generator().manual_seed(record_seed(self.seed, record.key))
+        pixels, metrics = scrub_pixels(
+            record.pixels,
+            record.modality,
+            self.adversary,
+            self.settings,
+            generator,
+            quantiser=functools.partial(quantise, record),
+            others=others,
+            decoys=decoys if self.settings.lambda_decoy > 0 else None,
+        )
+        self.metrics[record.key] = metrics
+        return pixels
+
+
+def make_pixel_cleaner(
+    checkpoints: Sequence[str | Path],
+    *,
+    strength: str = DEFAULT_STRENGTH,
+    mfm_specs: Sequence[str] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    **overrides: float | int | None,
+) -> PixelScrubber:
+    """Build the pipeline's pixel cleaner from command-line style options.
+
+    Parameters
+    ----------
+    checkpoints
+        Re-identifier checkpoint folders; the first is the primary (defines the intensity
+        domain), the others form an ensemble.
+    strength
+        ``low``, ``medium`` or ``high`` (see ``deid.scrub.pixel_settings.STRENGTHS``).
+    mfm_specs
+        MFM specs; None: those named by the primary checkpoint; []: no MFM term.
+    device
+        Torch device for the optimisation.
+    seed
+        Run seed (same seed and inputs give the same output).
+    **overrides
+        Any :class:`PixelSettings` field (``epsilon``, ``steps``, ``lambda_mfm``, ...); None
+        values keep the strength's value.
+
+    Raises
+    ------
+    InputError, CheckpointError
+        Bad options, or models that cannot be loaded.
+    """
+    settings = settings_for(strength, **overrides)
+    adversary = load_adversary(checkpoints, mfm_specs, device)
+    return PixelScrubber(adversary, settings, seed=seed)

@@ -1,0 +1,99 @@
+"""Knobs of the pixel identity-removal optimizer and the named strengths that preset them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from deid.errors import InputError
+
+Strength = Literal["low", "medium", "high"]
+
+
+@dataclass(frozen=True)
+class PixelSettings:
+    """How hard and how carefully the optimizer perturbs pixels.
+
+    Attributes
+    ----------
+    epsilon
+        L-infinity bound of the perturbation, as a fraction of the image's intensity range (the
+        model's percentile scaling maps that range to [0, 1]).
+    steps
+        Gradient steps per image or volume.
+    step_size
+        Step of the signed gradient, as a multiple of ``epsilon / steps``; decays with a cosine.
+    lambda_mfm
+        Weight of the frozen-MFM feature distance (keeps the diagnostic content).
+    lambda_vis
+        Weight of ``1 - SSIM`` against the original.
+    lambda_decoy
+        Weight of the pull toward a far decoy identity (0: no decoy).
+    eot_samples
+        Random transforms per step (expectation over transforms); 1 disables EOT's averaging.
+    shift, rotation_deg, rescale, blur_sigma, noise_std
+        Ranges of the EOT transforms: shift as a fraction of the side, rotation in degrees,
+        relative scale change, Gaussian blur sigma in pixels of the model input, additive noise
+        std in [0, 1] units.
+    """
+
+    epsilon: float = 0.03
+    steps: int = 20
+    step_size: float = 2.5
+    lambda_mfm: float = 1.0
+    lambda_vis: float = 1.0
+    lambda_decoy: float = 0.0
+    eot_samples: int = 4
+    shift: float = 0.03
+    rotation_deg: float = 3.0
+    rescale: float = 0.05
+    blur_sigma: float = 0.8
+    noise_std: float = 0.01
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.epsilon <= 1.0:
+            raise InputError(f"epsilon must be in (0, 1], got {self.epsilon}.")
+        if self.steps < 1 or self.eot_samples < 1:
+            raise InputError(
+                f"steps and eot_samples must be >= 1, got {self.steps} and {self.eot_samples}."
+            )
+        negative = [
+            f.name
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), float) and getattr(self, f.name) < 0
+        ]
+        if negative:
+            raise InputError(f"{', '.join(negative)} must not be negative.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# (epsilon, steps, lambda_mfm, lambda_vis) per strength. Placeholders until the frontier
+# benchmark (benchmarks/scrub_frontier.py) picks them on the shipped checkpoints.
+STRENGTHS: dict[str, dict[str, float | int]] = {
+    "low": {"epsilon": 0.015, "steps": 10, "lambda_mfm": 2.0, "lambda_vis": 2.0},
+    "medium": {"epsilon": 0.03, "steps": 20, "lambda_mfm": 1.0, "lambda_vis": 1.0},
+    "high": {"epsilon": 0.06, "steps": 40, "lambda_mfm": 0.5, "lambda_vis": 0.5},
+}
+DEFAULT_STRENGTH: Strength = "medium"
+
+
+def settings_for(strength: str = DEFAULT_STRENGTH, **overrides: Any) -> PixelSettings:
+    """Settings of a named strength, with any knob overridden (``None`` values are ignored).
+
+    Raises
+    ------
+    InputError
+        Unknown strength or knob, or a value out of range.
+    """
+    if strength not in STRENGTHS:
+        raise InputError(f"Unknown strength {strength!r}; choose from {', '.join(STRENGTHS)}.")
+    known = {f.name for f in dataclasses.fields(PixelSettings)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise InputError(f"Unknown pixel setting(s) {', '.join(unknown)}; known: {sorted(known)}.")
+    values = dict(STRENGTHS[strength])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return PixelSettings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,215 @@
+"""The pixel identity-removal optimizer, against tiny random re-identifiers and a tiny MFM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from PIL import Image
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from deid.errors import InputError
+from deid.io.discover import discover, load
+from deid.io.record import Record
+from deid.io.writers import write_like
+from deid.scrub.optimizer import embed_pixels, scrub_pixels, to_unit
+from deid.scrub.pixel_adversary import Adversary
+from deid.scrub.pixel_cleaner import PixelScrubber, ReferenceBank, record_seed
+from deid.scrub.pixel_metrics import psnr, ssim
+from deid.scrub.pixel_quantise import quantise
+from deid.scrub.pixel_settings import PixelSettings, settings_for
+from reid_model.config import load_preset
+from reid_model.mfm import PhantomFrozenMFM, PhantomMFMConfig, PhantomMFMNet
+from reid_model.model import build_model
+
+FAST = {"steps": 6, "eot_samples": 2}
+
+
+@pytest.fixture(scope="module")
+def adversary() -> Adversary:
+    torch.manual_seed(0)
+    cfg, _ = load_preset("test")
+    model = build_model(cfg, with_mfm=False)
+    mfm_cfg = PhantomMFMConfig(
+        findings=("a", "b"), modalities=("x",), img_size=32, patch_size=8, embed_dim=32, depth=1
+    )
+    mfm = PhantomFrozenMFM(PhantomMFMNet(mfm_cfg), cfg.preprocess)
+    return Adversary([model], [cfg.preprocess], [mfm])
+
+
+def _anatomy(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Smooth blobs plus noise: something with structure for SSIM and the models to see."""
+    yy, xx = np.mgrid[: shape[-2], : shape[-1]] / max(shape[-2:])
+    image = np.zeros(shape[-2:])
+    for _ in range(5):
+        cy, cx, r = rng.random(3)
+        image += np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (0.02 + 0.05 * r))
+    return image + 0.05 * rng.random(shape)
+
+
+def _ct_file(path: Path, patient: str, pixels: np.ndarray) -> None:
+    ds = pydicom.Dataset()
+    ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PatientID, ds.Modality = patient, "CT"
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -1024
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _records(root: Path) -> dict[str, Record]:
+    return {item.key: load(item) for item in discover(root).items}
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("release")
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        _ct_file(root / f"ct{i}.dcm", f"P{i % 2}", _anatomy(rng, (40, 40)) * 1500)
+    Image.fromarray((_anatomy(rng, (36, 44)) * 20000).astype(np.uint16)).save(root / "g16.png")
+    rgb = np.stack([_anatomy(rng, (32, 32)) for _ in range(3)], -1) * 120
+    Image.fromarray(rgb.astype(np.uint8), "RGB").save(root / "rgb.png")
+    return root
+
+
+def test_outputs_keep_bit_depth_and_respect_epsilon_after_quantisation(
+    adversary: Adversary, release: Path, tmp_path: Path
+) -> None:
+    settings = settings_for("medium", **FAST)
+    cleaner = PixelScrubber(adversary, settings, seed=3)
+    for key, record in _records(release).items():
+        new = cleaner(record)
+        assert new.shape == record.pixels.shape and not np.array_equal(new, record.pixels)
+        np.testing.assert_array_equal(quantise(record, new), new)  # already on the stored grid
+        unit = to_unit(record.pixels, record.modality, adversary.primary)
+        step = 2.0 if record.kind == "dicom" else 1.0  # rescale slope of the CT files
+        assert np.abs(new - record.pixels).max() <= settings.epsilon * unit.scale + step / 2
+        out = tmp_path / Path(key).name
+        write_like(record, new, [out])
+        back = load(discover(out).items[0])
+        assert back.source_dtype == record.source_dtype and back.bits_stored == record.bits_stored
+        np.testing.assert_allclose(back.pixels, new, atol=1e-3)
+        metrics = cleaner.metrics[key]
+        assert metrics.linf_unit <= settings.epsilon + 0.5 / unit.scale * step + 1e-6
+        assert metrics.reid_similarity_quantised == pytest.approx(
+            metrics.reid_similarity_after, abs=1e-6
+        )
+
+
+def test_identity_similarity_drops_more_than_random_noise_of_same_size(
+    adversary: Adversary,
+) -> None:
+    image = _anatomy(np.random.default_rng(5), (48, 48)).astype(np.float32) * 4000
+    settings = settings_for("high", steps=12, eot_samples=2, lambda_mfm=0.0, lambda_vis=0.0)
+    _, metrics = scrub_pixels(image, "DX", adversary, settings, torch.Generator().manual_seed(0))
+    assert metrics.reid_similarity_before == pytest.approx(1.0, abs=1e-5)
+    assert metrics.reid_similarity_after < metrics.reid_similarity_before - 1e-3
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], image.shape)
+    unit = to_unit(image, "DX", adversary.primary)
+    noisy = image + signs * settings.epsilon * unit.scale
+    own = embed_pixels(image, "DX", adversary)
+    random_similarity = float(embed_pixels(noisy, "DX", adversary) @ own)
+    assert metrics.reid_similarity_after < random_similarity
+
+
+def test_mfm_weight_keeps_mfm_features(adversary: Adversary) -> None:
+    image = _anatomy(np.random.default_rng(7), (40, 40)).astype(np.float32) * 1000
+    sims = []
+    for weight in (0.0, 50.0):
+        settings = settings_for("high", steps=8, eot_samples=1, lambda_mfm=weight, lambda_vis=0.0)
+        _, metrics = scrub_pixels(
+            image, "DX", adversary, settings, torch.Generator().manual_seed(0)
+        )
+        assert metrics.mfm_similarity is not None
+        sims.append(metrics.mfm_similarity)
+    assert sims[1] > sims[0]
+
+
+def test_same_seed_same_output_other_seed_other_output(adversary: Adversary) -> None:
+    image = _anatomy(np.random.default_rng(2), (32, 32)).astype(np.float32) * 255
+    settings = settings_for("medium", **FAST)
+    runs = [
+        scrub_pixels(
+            image, "OT", adversary, settings, torch.Generator().manual_seed(s), quantiser=np.rint
+        )[0]
+        for s in (4, 4, 5)
+    ]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+    assert record_seed(0, "a.dcm") == record_seed(0, "a.dcm") != record_seed(1, "a.dcm")
+
+
+def test_volume_is_perturbed_as_a_whole(adversary: Adversary) -> None:
+    rng = np.random.default_rng(3)
+    volume = np.stack([_anatomy(rng, (24, 28)) for _ in range(3)]).astype(np.float32) * 800
+    settings = settings_for("medium", **FAST)
+    new, metrics = scrub_pixels(
+        volume, "CT", adversary, settings, torch.Generator().manual_seed(0), quantiser=np.rint
+    )
+    assert new.shape == volume.shape
+    assert all(not np.array_equal(new[s], volume[s]) for s in range(3))
+    assert metrics.linf_unit <= settings.epsilon + 1e-3
+    assert metrics.reid_similarity_after < 1.0 and 0.0 < metrics.ssim < 1.0
+
+
+def test_constant_image_is_returned_unchanged(adversary: Adversary) -> None:
+    image = np.full((16, 16), 7.0, np.float32)
+    new, metrics = scrub_pixels(
+        image, "OT", adversary, settings_for("low", **FAST), torch.Generator()
+    )
+    np.testing.assert_array_equal(new, image)
+    assert metrics.linf == 0.0
+
+
+def test_reference_bank_gives_other_images_of_the_patient_and_a_decoy(
+    adversary: Adversary, release: Path
+) -> None:
+    records = _records(release)
+    bank = ReferenceBank.build(records.values(), adversary)
+    assert sorted(bank.keys) == ["P0", "P1"]  # PNGs carry no patient id
+    others = bank.others(records["ct0.dcm"])
+    assert others is not None and others[0].shape[0] == 1  # ct2 is P0's other image
+    assert bank.others(records["ct1.dcm"]) is None  # P1 has no other image
+    decoys = bank.decoys(records["ct0.dcm"])
+    assert decoys is not None and decoys[0].shape == (32,)
+    settings = settings_for("high", lambda_decoy=1.0, lambda_mfm=0.0, lambda_vis=0.0, **FAST)
+    cleaner = PixelScrubber(adversary, settings, references=bank)
+    cleaner(records["ct0.dcm"])
+    metrics = cleaner.metrics["ct0.dcm"]
+    assert metrics.reid_similarity_before < 1.0  # now the mean over the original and ct2
+    assert metrics.reid_similarity_after < metrics.reid_similarity_before
+
+
+def test_ssim_and_psnr_sanity() -> None:
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-5) and psnr(x, x) == float("inf")
+    y = (x + 0.1).clamp(0, 1)
+    assert float(ssim(x, y)) < 1.0
+    assert psnr(x, y) == pytest.approx(-10 * np.log10(float(((x - y) ** 2).mean())), rel=1e-5)
+    with pytest.raises(InputError, match="equal"):
+        ssim(x, y[:1])
+
+
+def test_settings_validate_and_override() -> None:
+    assert settings_for("high").epsilon > settings_for("low").epsilon
+    assert settings_for("low", epsilon=0.2, steps=None).epsilon == 0.2
+    with pytest.raises(InputError, match="strength"):
+        settings_for("extreme")
+    with pytest.raises(InputError, match="Unknown pixel setting"):
+        settings_for("low", epsilom=0.1)
+    with pytest.raises(InputError, match="epsilon"):
+        PixelSettings(epsilon=0.0)
+    with pytest.raises(InputError, match="negative"):
+        PixelSettings(lambda_mfm=-1.0)
