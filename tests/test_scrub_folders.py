@@ -82,6 +82,7 @@ def test_non_empty_out_needs_resume_or_overwrite(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="did not write"):
         scrub_release(release, foreign, overwrite=True)
     assert (foreign / "notes.txt").read_text() == "mine"  # never emptied
+    assert not (tmp_path / "foreign.key").exists()  # refused before any key was made
     out = tmp_path / "safe"
     scrub_release(release, out)
     with pytest.raises(OutputError, match="not empty"):
@@ -156,9 +157,13 @@ def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
     result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet"])
     assert result.exit_code == 0, result.output
     assert "keep it secret" in result.output and "s.key" in result.output
-    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "t")])
+    result = runner.invoke(
+        main, ["scrub", str(release), "--out", str(tmp_path / "t"), "--no-pixels"]
+    )
     assert result.exit_code == 0, result.output
     assert "1 quarantined, 2 written" in result.output
+    pixels = {pydicom.dcmread(p).PixelData for p in (tmp_path / "t").rglob("*.dcm")}
+    assert pixels == {pydicom.dcmread(p).PixelData for p in (release / "Patient0").iterdir()}
     assert "quarantined: burned.dcm: Burned In Annotation is YES" in result.output
     result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "t")])
     assert result.exit_code != 0 and "--resume" in result.output
@@ -175,3 +180,46 @@ def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
     assert not (tmp_path / "d").exists()
     inside = runner.invoke(main, ["scrub", str(release), "--out", str(release / "x")])
     assert inside.exit_code != 0 and "inside" in inside.output
+
+
+def test_cli_safe_private_list_keeps_only_listed_private_attributes(tmp_path: Path) -> None:
+    release = tmp_path / "rel"
+    tiny_dicom(release / "a.dcm", "LEE", 0)
+    ds = pydicom.dcmread(release / "a.dcm")
+    block = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+    block.add_new(0x27, "SH", "SCANSPEED")
+    block.add_new(0x28, "LO", "operator LEE")
+    ds.save_as(release / "a.dcm")
+    args = [
+        "scrub",
+        str(release),
+        "--out",
+        str(tmp_path / "s"),
+        "--quiet",
+        "--profile-options",
+        "retain-safe-private",
+        "--safe-private",
+        "GEMS_PARM_01:0043:27",
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (output,) = (tmp_path / "s").rglob("*.dcm")
+    private = {e.value for e in pydicom.dcmread(output) if e.tag.is_private}
+    assert "SCANSPEED" in private and "operator LEE" not in private
+    bad = CliRunner().invoke(main, [*args[:4], "--safe-private", "GEMS:43"])
+    assert bad.exit_code == 2 and "CREATOR:GGGG:EE" in bad.output
+
+
+def test_a_series_with_one_burned_in_slice_is_held_back_whole(tmp_path: Path) -> None:
+    release = tmp_path / "rel"
+    for i in range(3):
+        tiny_dicom(release / f"s{i}.dcm", "KIM", i, burned=(i == 1), series="1.2.3.9")
+    plan = scrub_release(release, tmp_path / "p", dry_run=True).plan
+    assert plan is not None
+    planned = {f["input"]: f for f in json.loads(plan.read_text())["files"]}
+    assert {f["status"] for f in planned.values()} == {"quarantine"}
+    assert planned["s0.dcm"]["reason"] == "another file of its series may carry burned-in text"
+    summary = scrub_release(release, tmp_path / "out")
+    assert summary.counts == {"quarantined": 3}
+    assert [p.reason.startswith("Burned In") for p in summary.problems] == [False, True, False]
+    assert not list((tmp_path / "out").rglob("*.dcm"))

@@ -19,6 +19,8 @@ WORKERS=${WORKERS:-6}
 PRESET=${PRESET:-demo}
 DEID=${DEID:-python -m deid}
 mkdir -p "$RUNS"
+echo "PATIENTS=$PATIENTS AUX_PATIENTS=$AUX_PATIENTS VISITS=$VISITS EVAL_PATIENTS=$EVAL_PATIENTS \
+EPOCHS=$EPOCHS AUX_EPOCHS=$AUX_EPOCHS WORKERS=$WORKERS PRESET=$PRESET" > "$RUNS/settings.txt"
 epochs() { [ -n "$1" ] && echo "--epochs $1"; true; }
 timed() {  # timed NAME CMD...: run CMD, log to RUNS/NAME.log, wall seconds to RUNS/NAME.seconds
   local name=$1 start=$SECONDS; shift

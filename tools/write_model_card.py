@@ -58,6 +58,8 @@ def card(name: str, runs: Path) -> str:
     history = json.loads((run_dir / "history.json").read_text())
     seconds_file = runs / f"{name}.seconds"
     seconds = int(seconds_file.read_text()) if seconds_file.exists() else None
+    settings_file = runs / "settings.txt"
+    settings = " ".join(settings_file.read_text().split()) + " " if settings_file.exists() else ""
     lines = [
         f"# {name}",
         "",
@@ -71,7 +73,7 @@ def card(name: str, runs: Path) -> str:
         "val split for validation and calibration) |",
         f"| seed | {run.get('seed')} |",
         f"| epochs | {len(history)} |",
-        "| command | `bash tools/train_shipped_checkpoints.sh` (this model's line in it) |",
+        f"| command | `{settings}bash tools/train_shipped_checkpoints.sh` (this model's line) |",
         f"| hardware | {hardware()} |",
         f"| training wall time | {f'{seconds} s' if seconds is not None else 'not recorded'} |",
         f"| written | {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC |",

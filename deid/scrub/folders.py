@@ -67,38 +67,43 @@ def looks_like_scrub_output(out: Path) -> bool:
     return (out / MANIFEST_NAME).is_file() or (out / JOURNAL_NAME).is_file()
 
 
-def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Make ``out`` ready: create it, or check it may be continued or replaced.
-
-    With ``overwrite`` the contents of an earlier scrub output are deleted; a folder that holds
-    anything else is refused rather than emptied.
+def check_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse an output folder the flags do not allow writing into (changes nothing).
 
     Raises
     ------
     InputError
         If both ``resume`` and ``overwrite`` are given.
     OutputError
-        If ``out`` is not empty and neither flag allows it, or it is not a scrub output.
+        If ``out`` is not empty and neither flag allows it, or it holds files that are not a
+        scrub output (``overwrite`` never empties a folder deid scrub did not write).
     """
     if resume and overwrite:
         raise InputError("--resume and --overwrite exclude each other; choose one")
-    if out.is_dir() and any(out.iterdir()):
-        if not (resume or overwrite):
-            raise OutputError(
-                f"--out {out} is not empty; pass --resume to finish an interrupted scrub, "
-                "--overwrite to replace it, or choose an empty folder"
-            )
-        if not looks_like_scrub_output(out):
-            raise OutputError(
-                f"--out {out} holds files that deid scrub did not write; choose an empty "
-                "folder or remove them"
-            )
-        if overwrite:
-            for child in out.iterdir():
-                if child.is_dir() and not child.is_symlink():
-                    shutil.rmtree(child)
-                else:
-                    child.unlink()
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not (resume or overwrite):
+        raise OutputError(
+            f"--out {out} is not empty; pass --resume to finish an interrupted scrub, "
+            "--overwrite to replace it, or choose an empty folder"
+        )
+    if not looks_like_scrub_output(out):
+        raise OutputError(
+            f"--out {out} holds files that deid scrub did not write; choose an empty "
+            "folder or remove them"
+        )
+
+
+def prepare_output(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check ``out`` (see :func:`check_output`), then create it, or empty it for
+    ``overwrite``; leftovers of an interrupted run (partial files, scratch) are removed."""
+    check_output(out, resume=resume, overwrite=overwrite)
+    if overwrite and out.is_dir():
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     out.mkdir(parents=True, exist_ok=True)
     remove_partials(out)
     shutil.rmtree(out / WORK_FOLDER, ignore_errors=True)

@@ -48,8 +48,9 @@ class FileEntry:
         Count per action class: DICOM profile actions (X, Z, D, U, K, C) or, for plain images,
         ``metadata_removed``.
     pixels
-        ``unchanged`` (bit-identical Pixel Data), ``lossless`` (decoded and re-encoded to the
-        same values), ``cleaned`` (changed by the pixel cleaner) or "" when nothing was written.
+        ``unchanged`` (DICOM Pixel Data, JPEG scans and NIfTI voxels copied byte for byte),
+        ``lossless`` (PNG/TIFF decoded and re-encoded to the same values), ``cleaned`` (changed
+        by the pixel cleaner) or "" when nothing was written.
     pixel_metrics
         What the pixel cleaner measured for this file's record (similarities, SSIM, PSNR...).
     """

@@ -33,6 +33,8 @@ from deid.scrub.pixel_transforms import random_transform
 from reid_model.config import PreprocessConfig
 from reid_model.preprocess import _layout, preprocess, to_model_input
 
+PSNR_CAP = 100.0  # dB recorded for an unchanged image
+
 
 @dataclass(frozen=True)
 class UnitImage:
@@ -176,47 +178,70 @@ def optimise_delta(
     device = adversary.device
     x0 = unit.stack.to(device)
     seen0 = x0.clamp(0.0, 1.0)
-    groups = settings.eot_samples
-    stds = [torch.tensor(cfg.std, device=device) for cfg in adversary.preprocess]
-    with torch.no_grad():
+    with torch.no_grad(), adversary.autocast():
         primary0 = to_model_input(_three_channels(seen0), adversary.primary)
-        mfm0 = [mfm(primary0) for mfm in adversary.mfms]
+        mfm0 = [mfm(primary0).float() for mfm in adversary.mfms]
     delta = torch.zeros_like(x0, requires_grad=True)
     base_step = settings.step_size * settings.epsilon / settings.steps
     for step in range(settings.steps):
         seen = (x0 + delta).clamp(0.0, 1.0)
-        loss = torch.zeros((), device=device)
-        for model, cfg, std, refs, decoy in zip(
-            adversary.reidentifiers,
-            adversary.preprocess,
-            stds,
-            targets.references,
-            targets.decoys,
-            strict=True,
-        ):
-            model_in = to_model_input(_three_channels(seen), cfg)
-            views = random_transform(
-                model_in.repeat(groups, 1, 1, 1), groups, settings, std, generator
-            )
-            emb = _embed_batch(model, views, unit.is_volume, groups)
-            loss = loss + (emb @ refs.T).mean()
-            if decoy is not None and settings.lambda_decoy > 0:
-                loss = loss - settings.lambda_decoy * (emb @ decoy).mean()
-        if adversary.mfms and settings.lambda_mfm > 0:
-            primary_in = to_model_input(_three_channels(seen), adversary.primary)
-            sims = [
-                token_similarity(m(primary_in), f0)
-                for m, f0 in zip(adversary.mfms, mfm0, strict=True)
-            ]
-            loss = loss + settings.lambda_mfm * (1.0 - torch.stack(sims).mean())
-        if settings.lambda_vis > 0:
-            loss = loss + settings.lambda_vis * (1.0 - ssim(seen, seen0))
+        with adversary.autocast():
+            loss = _loss(seen, seen0, mfm0, unit.is_volume, targets, adversary, settings, generator)
         (grad,) = torch.autograd.grad(loss, delta)
         step_size = base_step * 0.5 * (1.0 + math.cos(math.pi * step / settings.steps))
         with torch.no_grad():
             delta -= step_size * grad.sign()
             delta.clamp_(-settings.epsilon, settings.epsilon)
     return delta.detach()
+
+
+def _loss(
+    seen: Tensor,
+    seen0: Tensor,
+    mfm0: list[Tensor],
+    is_volume: bool,
+    targets: IdentityTargets,
+    adversary: Adversary,
+    settings: PixelSettings,
+    generator: torch.Generator,
+) -> Tensor:
+    """The objective for the perturbed image ``seen`` (S, C, H, W) in [0, 1]."""
+    groups = settings.eot_samples
+    loss = torch.zeros((), device=seen.device)
+    for model, cfg, refs, decoy in zip(
+        adversary.reidentifiers,
+        adversary.preprocess,
+        targets.references,
+        targets.decoys,
+        strict=True,
+    ):
+        model_in = to_model_input(_three_channels(seen), cfg)
+        std = torch.tensor(cfg.std, device=seen.device)
+        views = random_transform(model_in.repeat(groups, 1, 1, 1), groups, settings, std, generator)
+        emb = _embed_batch(model, views, is_volume, groups)
+        loss = loss + (emb @ refs.T).mean()
+        if decoy is not None and settings.lambda_decoy > 0:
+            loss = loss - settings.lambda_decoy * (emb @ decoy).mean()
+    # the quality terms see a random subset of a volume's slices per step (an unbiased
+    # estimate of their mean over slices at a fraction of the cost)
+    part = _slice_subset(seen.shape[0], settings.quality_slices, generator).to(seen.device)
+    if adversary.mfms and settings.lambda_mfm > 0:
+        primary_in = to_model_input(_three_channels(seen[part]), adversary.primary)
+        sims = [
+            token_similarity(m(primary_in), f0[part])
+            for m, f0 in zip(adversary.mfms, mfm0, strict=True)
+        ]
+        loss = loss + settings.lambda_mfm * (1.0 - torch.stack(sims).mean())
+    if settings.lambda_vis > 0:
+        loss = loss + settings.lambda_vis * (1.0 - ssim(seen[part].float(), seen0[part]))
+    return loss
+
+
+def _slice_subset(count: int, limit: int, generator: torch.Generator) -> Tensor:
+    """Sorted indices of at most ``limit`` slices out of ``count`` (all when few enough)."""
+    if count <= limit:
+        return torch.arange(count)
+    return torch.randperm(count, generator=generator)[:limit].sort().values
 
 
 @dataclass(frozen=True)
@@ -237,7 +262,8 @@ class PixelMetrics:
     mfm_similarity
         Mean cosine similarity of the MFM patch features, quantised vs original (None: no MFM).
     ssim, psnr
-        In the [0, 1] domain of the original's scaling (clipped), quantised vs original.
+        In the [0, 1] domain of the original's scaling (clipped), quantised vs original; PSNR
+        is capped at ``PSNR_CAP`` dB (identical images), so the manifest stays valid JSON.
     linf
         Largest absolute change in modality units; ``linf_unit`` the same as a fraction of the
         intensity range (bounded by epsilon up to half a stored step).
@@ -299,7 +325,7 @@ def measure(
         reid_similarity_quantised=float(after @ own),
         mfm_similarity=mfm_similarity,
         ssim=float(ssim(seen1, seen0)) if min(seen0.shape[-2:]) >= 3 else 1.0,
-        psnr=psnr(seen1, seen0),
+        psnr=min(psnr(seen1, seen0), PSNR_CAP),
         linf=linf,
         linf_unit=linf / unit0.scale if unit0.scale > 0 else 0.0,
         seconds=seconds,

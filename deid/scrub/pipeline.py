@@ -25,6 +25,7 @@ from deid.io.sniff import sniff
 from deid.scrub.folders import (
     WORK_FOLDER,
     check_locations,
+    check_output,
     key_path,
     looks_like_scrub_output,
     prepare_output,
@@ -158,6 +159,8 @@ def scrub_release(
     """
     options = options or ProfileOptions()
     source, target = check_locations(Path(release), Path(out))
+    if not dry_run:  # before a key is created beside a folder that cannot be used
+        check_output(target, resume=resume, overwrite=overwrite)
     keyfile = Path(key_file) if key_file is not None else key_path(Path(out))
     created = key_file is None and not keyfile.exists()
     key = load_key(keyfile) if key_file is not None else load_or_create_key(keyfile)
@@ -283,10 +286,25 @@ def _finished(
 
 
 def _intact(entry: FileEntry, out: Path) -> bool:
+    """Whether an earlier entry can stand: skipped files are tried again (they may have been
+    fixed), written ones only count when their output is still there unchanged."""
     if entry.status != "written":
-        return True
+        return entry.status == "quarantined"
     target = out / entry.output
     return target.is_file() and sha256_file(target) == entry.output_sha256
+
+
+_WORKER_JOB: Job | None = None
+
+
+def _set_worker_job(job: Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _scrub_in_worker(item: ReleaseItem) -> list[FileEntry]:
+    assert _WORKER_JOB is not None, "worker started without its job"
+    return scrub_item(item, _WORKER_JOB)
 
 
 def _run(items: list[ReleaseItem], job: Job, workers: int) -> Iterator[list[FileEntry]]:
@@ -295,9 +313,11 @@ def _run(items: list[ReleaseItem], job: Job, workers: int) -> Iterator[list[File
         for item in items:
             yield scrub_item(item, job)
         return
-    pool = ProcessPoolExecutor(max_workers=workers)
+    # The job (key, options, possibly a model-holding pixel cleaner) is sent once per worker,
+    # not once per item.
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_set_worker_job, initargs=(job,))
     try:
-        futures = [pool.submit(scrub_item, item, job) for item in items]
+        futures = [pool.submit(_scrub_in_worker, item) for item in items]
         for future in as_completed(futures):
             yield future.result()
     finally:  # on an error or interrupt, do not wait for the queued items to run

@@ -3,6 +3,7 @@ transfers better to attackers it has not seen) and the frozen MFM(s) that keep t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,12 +31,15 @@ class Adversary:
         :class:`reid_model.mfm.FrozenMFM`). Empty: no MFM term.
     device
         Where the optimisation runs.
+    bf16
+        Run the models under bfloat16 autocast (CUDA; the perturbation itself stays float32).
     """
 
     reidentifiers: list[MaMI]
     preprocess: list[PreprocessConfig]
     mfms: list[FrozenMFM] = field(default_factory=list)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    bf16: bool = False
 
     def __post_init__(self) -> None:
         from deid.errors import InputError
@@ -52,6 +56,12 @@ class Adversary:
         for mfm in self.mfms:
             mfm.to(self.device).eval().requires_grad_(False)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The precision context the model passes run under."""
+        if not self.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
     @property
     def primary(self) -> PreprocessConfig:
         """Preprocessing of the first re-identifier (defines the intensity domain)."""
@@ -62,6 +72,7 @@ def load_adversary(
     checkpoints: Sequence[str | Path],
     mfm_specs: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
+    bf16: bool = False,
 ) -> Adversary:
     """Load re-identifier checkpoints and frozen MFMs into an :class:`Adversary`.
 
@@ -75,6 +86,8 @@ def load_adversary(
         primary checkpoint's config, ``[]`` disables the MFM term.
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    bf16
+        Run the models under bfloat16 autocast.
 
     Raises
     ------
@@ -99,4 +112,4 @@ def load_adversary(
         configs.append(cfg.preprocess)
     specs = list(mfm_specs) if mfm_specs is not None else list(models[0].cfg.mfm)
     mfms = [load_mfm(spec, configs[0]) for spec in specs]
-    return Adversary(models, configs, mfms, target)
+    return Adversary(models, configs, mfms, target, bf16)

@@ -32,6 +32,8 @@ class PixelSettings:
         Weight of the pull toward a far decoy identity (0: no decoy).
     eot_samples
         Random transforms per step (expectation over transforms); 1 disables EOT's averaging.
+    quality_slices
+        Slices of a volume that the MFM and SSIM terms see per step (a random subset).
     shift, rotation_deg, rescale, blur_sigma, noise_std
         Ranges of the EOT transforms: shift as a fraction of the side, rotation in degrees,
         relative scale change, Gaussian blur sigma in pixels of the model input, additive noise
@@ -45,6 +47,7 @@ class PixelSettings:
     lambda_vis: float = 1.0
     lambda_decoy: float = 0.0
     eot_samples: int = 4
+    quality_slices: int = 4
     shift: float = 0.03
     rotation_deg: float = 3.0
     rescale: float = 0.05
@@ -54,9 +57,10 @@ class PixelSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.epsilon <= 1.0:
             raise InputError(f"epsilon must be in (0, 1], got {self.epsilon}.")
-        if self.steps < 1 or self.eot_samples < 1:
+        if min(self.steps, self.eot_samples, self.quality_slices) < 1:
             raise InputError(
-                f"steps and eot_samples must be >= 1, got {self.steps} and {self.eot_samples}."
+                "steps, eot_samples and quality_slices must be >= 1, got "
+                f"{self.steps}, {self.eot_samples}, {self.quality_slices}."
             )
         negative = [
             f.name

@@ -19,7 +19,7 @@ from deid.scrub.folders import plan_path
 from deid.scrub.naming import PLAIN_SUFFIXES, dicom_output_path, plain_output_path
 from deid.scrub.nifti_header import is_gzip, strip_nifti
 from deid.scrub.plain_images import metadata_keys
-from deid.scrub.safe_copy import Job
+from deid.scrub.safe_copy import SAME_SERIES, Job
 
 
 def write_plan(out: Path, job: Job, found: Discovery) -> Path:
@@ -33,12 +33,17 @@ def write_plan(out: Path, job: Job, found: Discovery) -> Path:
     files: list[dict[str, Any]] = []
     totals: dict[str, Counter[str]] = {}
     for item in found.items:
-        for path in item.paths:
-            entry = _plan_file(path, item.kind, job)
+        planned = [_plan_file(path, item.kind, job) for path in item.paths]
+        if any(entry["status"] == "quarantine" for entry in planned):
+            for entry in planned:  # as in a real run, a series is held back as a whole
+                if entry["status"] == "write":
+                    entry.update(status="quarantine", reason=SAME_SERIES)
+                    del entry["output"]
+        for entry in planned:
             for record in entry.get("actions", []):
                 name = record.get("name") or record.get("key", "")
                 totals.setdefault(name, Counter())[record["action"]] += 1
-            files.append(entry)
+        files.extend(planned)
     for skipped in found.skipped:
         files.append(
             {"input": job.relative(skipped.path), "status": "skip", "reason": skipped.reason}

@@ -33,7 +33,7 @@ from deid.scrub.nifti_header import is_gzip, strip_nifti
 from deid.scrub.plain_images import metadata_keys, strip_metadata
 
 PixelCleaner = Callable[[Record], np.ndarray]
-_SAME_SERIES = "another file of its series may carry burned-in text"
+SAME_SERIES = "another file of its series may carry burned-in text"
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ class Job:
     allow_burned_in
         Write files that may carry burned-in text instead of quarantining them.
     pixel_cleaner
-        Returns new pixels for a decoded record (same shape and units), or None to keep pixels.
-        Must be picklable to run with several workers (a module-level function or an instance
+        Returns new pixels for a decoded record (same shape and units); None keeps every
+        file's pixels as they are. Must be picklable to run with several workers (a module-level function or an instance
         of a module-level class). Per-record numbers it keeps in a ``metrics`` mapping (see
         :func:`cleaner_metrics`) go into the manifest.
     """
@@ -143,7 +143,7 @@ def _scrub_dicom(item: ReleaseItem, job: Job) -> list[FileEntry]:
                 input_id(job.key, job.relative(path)),
                 sha256_file(path),
                 "quarantined",
-                reason or _SAME_SERIES,
+                reason or SAME_SERIES,
                 "dicom",
             )
             for path, reason in zip(item.paths, reasons, strict=True)
@@ -256,10 +256,16 @@ def _scrub_plain(item: ReleaseItem, job: Job) -> list[FileEntry]:
             output=target.as_posix(),
             output_sha256=hashlib.sha256(cleaned).hexdigest(),
             actions={"metadata_removed": removed},
-            pixels="cleaned" if job.pixel_cleaner is not None else "lossless",
+            pixels=_pixel_status(item.kind, job),
             pixel_metrics=metrics,
         )
     ]
+
+
+def _pixel_status(kind: str, job: Job) -> str:
+    if job.pixel_cleaner is not None:
+        return "cleaned"
+    return "lossless" if kind in ("png", "tiff") else "unchanged"  # JPEG, NIfTI: bytes copied
 
 
 def _strip(data: bytes, kind: str, name: str) -> tuple[bytes, int]:
