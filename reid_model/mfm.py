@@ -120,8 +120,10 @@ def load_phantom_mfm(path_dir: str | Path = PHANTOM_MFM_DIR) -> PhantomMFMNet:
     folder = Path(path_dir)
     if not (folder / "config.json").is_file():
         raise CheckpointError(
-            f"No phantom MFM checkpoint in {folder}. Train it first (reid_model.train's phantom "
-            "MFM task) or name another MFM (open_clip:<model>:<weights file>) in the config."
+            f"No phantom MFM checkpoint in {folder}. Train it first (`deid train --task mfm "
+            "--data phantom:all:60:3 --out RUN`, then copy RUN/model there, or run "
+            "tools/train_shipped_checkpoints.sh) or name another MFM "
+            "(open_clip:<model>:<weights file>) in the config."
         )
     state, meta = read_weights_dir(folder, "phantom-mfm")
     try:

@@ -45,7 +45,7 @@ COLUMNS = (
     type=click.IntRange(min=1),
     default=1000,
     show_default=True,
-    help="Bootstrap resamples of patients for 95%% intervals.",
+    help="Bootstrap resamples of patients for 95% intervals.",
 )
 @seed_option
 @click.option("--device", help="cpu or cuda (default: cuda when available).")

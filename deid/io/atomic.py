@@ -14,11 +14,15 @@ TEMP_PREFIX = ".deid-partial-"
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[BinaryIO]:
-    """Open a binary temp file beside ``path``; on success fsync it and rename it to ``path``.
+def atomic_write(
+    path: str | os.PathLike[str], mode: int = 0o644, *, durable: bool = True
+) -> Iterator[BinaryIO]:
+    """Open a binary temp file beside ``path``; on success rename it to ``path``.
 
     On any exception the temp file is removed and ``path`` is left as it was. ``mode`` sets the
-    final file's permissions (use 0o600 for secrets such as keys and pseudonym maps).
+    final file's permissions (use 0o600 for secrets such as keys and pseudonym maps). The rename
+    alone protects against a killed process; ``durable`` also fsyncs the data first, so a power
+    loss cannot leave an empty file under the final name (about 10 ms per file).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,7 +32,8 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -36,8 +41,10 @@ def atomic_write(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[Bi
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
-    with atomic_write(path, mode) as handle:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *, durable: bool = True
+) -> None:
+    with atomic_write(path, mode, durable=durable) as handle:
         handle.write(data)
 
 

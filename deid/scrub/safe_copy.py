@@ -213,7 +213,7 @@ def _write_dicom(path: Path, ds: Dataset, job: Job, metrics: dict[str, float]) -
     data = buffer.getvalue()
     patient = str(ds.get("PatientID", "") or "")
     target = dicom_output_path(job.key, patient, study, series, relative)
-    atomic_write_bytes(job.out / target, data)
+    atomic_write_bytes(job.out / target, data, durable=False)  # resume re-checks hashes
     return FileEntry(
         input_id=input_id(job.key, relative),
         input_sha256=sha256_file(path),
@@ -246,7 +246,7 @@ def _scrub_plain(item: ReleaseItem, job: Job) -> list[FileEntry]:
         scratch.unlink()
     suffix = PLAIN_SUFFIXES[item.kind] + (".gz" if is_gzip(cleaned) else "")
     target: PurePosixPath = plain_output_path(job.key, relative, suffix)
-    atomic_write_bytes(job.out / target, cleaned)
+    atomic_write_bytes(job.out / target, cleaned, durable=False)
     return [
         FileEntry(
             input_id=input_id(job.key, relative),
