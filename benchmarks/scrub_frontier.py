@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deid.scrub.optimizer import PixelMetrics, scrub_pixels
+from deid.scrub.optimizer import PixelMetrics, scrub_batch
 from deid.scrub.pixel_adversary import Adversary, load_adversary
 from deid.scrub.pixel_cleaner import record_seed
 from deid.scrub.pixel_settings import settings_for
@@ -66,18 +66,32 @@ def scrub_all(
     strength: str,
     seed: int,
     overrides: dict,
+    batch: int,
 ) -> tuple[Images, list[PixelMetrics]]:
-    """Scrub every image (rounded to the integer grid of the phantom files)."""
+    """Scrub every image (rounded to the integer grid of the phantom files), batching images
+    of one shape and modality together."""
     settings = settings_for(strength, **overrides)
-    out: Images = []
-    metrics: list[PixelMetrics] = []
-    for (pixels, modality), entry in zip(images, entries, strict=True):
-        key = f"{entry.dataset}/{entry.patient}/{entry.visit}"
-        generator = torch.Generator().manual_seed(record_seed(seed, key))
-        new, m = scrub_pixels(pixels, modality, adversary, settings, generator, quantiser=np.rint)
-        out.append((new, modality))
-        metrics.append(m)
-    return out, metrics
+    groups: dict[tuple, list[int]] = {}
+    for i, (pixels, modality) in enumerate(images):
+        groups.setdefault((pixels.shape, modality), []).append(i)
+    out: list = [None] * len(images)
+    for (_, modality), indices in sorted(groups.items(), key=lambda g: g[1][0]):
+        for start in range(0, len(indices), batch):
+            chunk = indices[start : start + batch]
+            first = entries[chunk[0]]
+            key = f"{first.dataset}/{first.patient}/{first.visit}"
+            generator = torch.Generator().manual_seed(record_seed(seed, key))
+            results = scrub_batch(
+                [images[i][0] for i in chunk],
+                modality,
+                adversary,
+                settings,
+                generator,
+                quantisers=[np.rint] * len(chunk),
+            )
+            for i, result in zip(chunk, results, strict=True):
+                out[i] = result
+    return [(new, images[i][1]) for i, (new, _) in enumerate(out)], [m for _, m in out]
 
 
 @torch.no_grad()
@@ -180,7 +194,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(args.seed)
     reid = [resolve_checkpoint(c) for c in args.reid]
-    adversary = load_adversary(reid, args.mfm, device)
+    adversary = load_adversary(reid, args.mfm, device, args.bf16)
     whitebox = adversary.reidentifiers[0]
     attacker_dir = resolve_checkpoint(args.attacker) if args.attacker else None
     attacker = load_checkpoint(attacker_dir, device=device)[0] if attacker_dir else None
@@ -196,7 +210,7 @@ def run(args: argparse.Namespace) -> dict:
             scrubbed, metrics = original, []
         else:
             scrubbed, metrics = scrub_all(
-                original, entries, adversary, strength, args.seed, overrides
+                original, entries, adversary, strength, args.seed, overrides, args.batch
             )
         seconds = time.perf_counter() - started
         row: dict = {"strength": strength, "images": len(entries)}
@@ -214,7 +228,7 @@ def run(args: argparse.Namespace) -> dict:
                 train = load_split(source, "train", args.max_images)
             t_entries, t_images = train
             t_scrubbed, _ = scrub_all(
-                t_images, t_entries, adversary, strength, args.seed, overrides
+                t_images, t_entries, adversary, strength, args.seed, overrides, args.batch
             )
             adapted = adapt_attacker(
                 attacker_dir, t_scrubbed, t_entries, args.adapt_steps, device, args.seed
@@ -332,6 +346,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lambda-mfm", type=float)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=16, help="images scrubbed together")
+    parser.add_argument("--bf16", action="store_true", help="models under bf16 autocast (CUDA)")
     parser.add_argument("--out", type=Path, help="write the full result as JSON")
     parser.add_argument("--plot", type=Path, help="write the frontier figure (PNG)")
     parser.add_argument("--append", type=Path, help="append a markdown record")

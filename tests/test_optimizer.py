@@ -14,9 +14,9 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from deid.errors import InputError
 from deid.io.discover import discover, load
-from deid.io.record import Record
+from deid.io.record import Encoding, Kind, Record
 from deid.io.writers import write_like
-from deid.scrub.optimizer import embed_pixels, scrub_pixels, to_unit
+from deid.scrub.optimizer import embed_pixels, scrub_batch, scrub_pixels, to_unit
 from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_cleaner import PixelScrubber, ReferenceBank, record_seed
 from deid.scrub.pixel_metrics import psnr, ssim
@@ -162,6 +162,13 @@ def test_volume_is_perturbed_as_a_whole(adversary: Adversary) -> None:
     assert all(not np.array_equal(new[s], volume[s]) for s in range(3))
     assert metrics.linf_unit <= settings.epsilon + 1e-3
     assert metrics.reid_similarity_after < 1.0 and 0.0 < metrics.ssim < 1.0
+    chunked = settings_for("medium", slice_chunk=2, **FAST)
+    new2, metrics2 = scrub_pixels(
+        volume, "CT", adversary, chunked, torch.Generator().manual_seed(0), quantiser=np.rint
+    )
+    assert new2.shape == volume.shape and not np.array_equal(new2, new)
+    assert metrics2.linf_unit <= settings.epsilon + 1e-3
+    assert all(not np.array_equal(new2[s], volume[s]) for s in range(3))
 
 
 def test_constant_image_is_returned_unchanged(adversary: Adversary) -> None:
@@ -213,3 +220,92 @@ def test_settings_validate_and_override() -> None:
         PixelSettings(epsilon=0.0)
     with pytest.raises(InputError, match="negative"):
         PixelSettings(lambda_mfm=-1.0)
+
+
+def test_batch_shares_passes_but_keeps_each_image_its_own(adversary: Adversary) -> None:
+    rng = np.random.default_rng(11)
+    images = [_anatomy(rng, (32, 32)).astype(np.float32) * 900 for _ in range(2)]
+    images.append(np.full((32, 32), 3.0, np.float32))
+    settings = settings_for("medium", **FAST)
+    results = scrub_batch(images, "DX", adversary, settings, torch.Generator().manual_seed(0))
+    for (new, metrics), image in zip(results[:2], images[:2], strict=True):
+        assert not np.array_equal(new, image) and metrics.linf_unit <= settings.epsilon + 1e-6
+        assert metrics.reid_similarity_after < 1.0
+    np.testing.assert_array_equal(results[2][0], images[2])
+    # an image's own gradient does not depend on its batch-mate
+    alone = scrub_pixels(
+        images[0],
+        "DX",
+        adversary,
+        settings_for(
+            "medium",
+            steps=2,
+            eot_samples=1,
+            blur_sigma=0.0,
+            noise_std=0.0,
+            shift=0.0,
+            rotation_deg=0.0,
+            rescale=0.0,
+        ),
+        torch.Generator(),
+    )[0]
+    paired = scrub_batch(
+        images[:2],
+        "DX",
+        adversary,
+        settings_for(
+            "medium",
+            steps=2,
+            eot_samples=1,
+            blur_sigma=0.0,
+            noise_std=0.0,
+            shift=0.0,
+            rotation_deg=0.0,
+            rescale=0.0,
+        ),
+        torch.Generator(),
+    )[0][0]
+    # (sign steps flip where a gradient is ~0 and batched float sums differ in the last bits)
+    assert np.mean(np.isclose(alone, paired, atol=1e-2)) > 0.9
+    with pytest.raises(InputError, match="one shape"):
+        scrub_batch([images[0], images[0][:30]], "DX", adversary, settings, torch.Generator())
+
+
+def _grey_record(encoding: Encoding, kind: Kind = "dicom") -> Record:
+    pixels = np.zeros((1, 4), np.float32)
+    return Record(
+        "k",
+        (Path("k"),),
+        kind,
+        pixels,
+        "CT",
+        np.dtype(np.uint16),
+        12,
+        "MONOCHROME2",
+        encoding=encoding,
+    )
+
+
+def test_quantise_matches_the_stored_grid_by_hand() -> None:
+    values = np.array([[-2000.0, -1023.4, 7.2, 9000.0]], np.float32)
+    rescaled = Encoding(0, 4095, slopes=np.array([2.0]), intercepts=np.array([-1024.0]))
+    # stored = round((v + 1024) / 2) clipped to [0, 4095], then back: 2 * stored - 1024
+    expected = np.array([[-1024.0, -1024.0, 8.0, 7166.0]], np.float32)
+    np.testing.assert_array_equal(quantise(_grey_record(rescaled), values), expected)
+    inverted = Encoding(
+        0, 255, slopes=np.array([1.0]), intercepts=np.array([0.0]), invert_pivot=255.0
+    )
+    np.testing.assert_array_equal(
+        quantise(_grey_record(inverted), np.array([[-3.0, 0.4, 254.6, 300.0]], np.float32)),
+        np.array([[0.0, 0.0, 255.0, 255.0]], np.float32),
+    )
+    lut = Encoding(0, 3, modality_lut=(0, np.array([0.0, 10.0, 20.0, 40.0])))
+    np.testing.assert_array_equal(
+        quantise(_grey_record(lut), np.array([[4.0, 6.0, 31.0, 99.0]], np.float32)),
+        np.array([[0.0, 10.0, 40.0, 40.0]], np.float32),
+    )
+    png = Encoding(0, 255, pil_mode="L")
+    np.testing.assert_array_equal(
+        quantise(_grey_record(png, "png"), np.array([[-1.0, 2.5, 3.5, 256.0]], np.float32)),
+        np.array([[0.0, 2.0, 4.0, 255.0]], np.float32),
+    )

@@ -41,14 +41,21 @@ def test_scrub_release_with_pixel_cleaner(checkpoints: tuple[Path, Path], tmp_pa
     for i in range(2):
         sources.append((_anatomy(rng, (32, 32)) * 1500).astype(np.uint16))
         _ct_file(release / f"ct{i}.dcm", f"P{i}", sources[i])
+    _ct_file(release / "ct2.dcm", "P0", sources[0] + 5)  # a second image of patient P0
     cleaner = make_pixel_cleaner(
-        [reid], strength="low", mfm_specs=[f"phantom-mfm:{mfm}"], steps=3, eot_samples=1
+        [reid],
+        strength="low",
+        mfm_specs=[f"phantom-mfm:{mfm}"],
+        release=release,
+        steps=3,
+        eot_samples=1,
     )
+    assert cleaner.references is not None and sorted(cleaner.references.keys) == ["P0", "P1"]
     key = tmp_path / "k.key"
     key.write_text("22" * 32)
     key.chmod(0o600)
     summary = scrub_release(release, tmp_path / "out", key_file=key, pixel_cleaner=cleaner)
-    assert summary.counts == {"written": 2}
+    assert summary.counts == {"written": 3}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     for entry in manifest["files"]:
         metrics = entry["pixel_metrics"]
@@ -57,7 +64,10 @@ def test_scrub_release_with_pixel_cleaner(checkpoints: tuple[Path, Path], tmp_pa
         ds = pydicom.dcmread(tmp_path / "out" / entry["output"])
         assert ds.pixel_array.dtype == np.uint16 and ds.BitsStored == 12
         # the output is its source plus a small change in stored units (slope 2: linf / 2)
-        diffs = [np.abs(ds.pixel_array.astype(int) - s.astype(int)).max() for s in sources]
+        diffs = [
+            np.abs(ds.pixel_array.astype(int) - s.astype(int)).max()
+            for s in (*sources, sources[0] + 5)
+        ]
         assert 0 < min(diffs) <= metrics["linf"] / 2 + 0.5
 
 

@@ -1,7 +1,10 @@
-"""``deid demo``: the main job end to end on phantom patients: synth → score."""
+"""``deid demo``: the main job end to end on phantom patients: synth → score → scrub → score,
+and the scrub report that sets the two scores side by side."""
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,13 +50,16 @@ def demo(
     quiet: bool,
 ) -> None:
     """Write a phantom release with fake PHI into DIRECTORY (default ./deid-demo), score it,
-    scrub it, score the safe copy, and print where both reports are.
+    scrub it, score the safe copy, and print where the reports are (the scrub report puts the
+    two scores side by side).
 
     Test-split patients only: the shipped checkpoint never saw them in training. The scrub is
     PS3.15 metadata de-identification; pixels are kept until the pixel scrub is plugged in.
     """
+    from deid.report.scrub_render import write_scrub_report
     from deid.score import ScoreOptions, score_release
     from deid.scrub import scrub_release
+    from deid.scrub.report import scrub_side_files
     from deid.synth import write_release
     from deid.synth.release import check_output_folder
     from reid_model.phantoms.generator import generate
@@ -70,7 +76,9 @@ def demo(
         f"    {summary.n_images} images of {summary.n_patients} patients in {summary.n_files} files"
     )
 
-    def run_score(target: Path, truth: Path | None, step: str) -> ScoreOutcome:
+    def run_score(
+        target: Path, truth: Path | None, step: str, exclude: Callable[[Path], bool] | None = None
+    ) -> ScoreOutcome:
         say(step)
         options = ScoreOptions(
             truth=truth,
@@ -80,16 +88,18 @@ def demo(
             seed=seed,
             n_boot=200,
         )
-        return score_release(target, options, progress=progress_bar(quiet), log=say)
+        return score_release(
+            target, options, progress=progress_bar(quiet), log=say, exclude=exclude
+        )
 
     before = run_score(release, summary.truth, "2/4 score the release, with its answer key")
     say(f"3/4 scrub: PS3.15 de-identification into {scrubbed}")
-    scrub_release(
+    scrub_summary = scrub_release(
         release, scrubbed, overwrite=overwrite, workers=max(1, workers), progress=not quiet
     )
     # the scrub renames files, so the answer key no longer applies; keyed pseudonyms keep one
     # patient under one ID, and the score uses those as identities
-    after = run_score(scrubbed, None, "4/4 score the safe copy")
+    after = run_score(scrubbed, None, "4/4 score the safe copy", scrub_side_files(scrubbed))
     for label, outcome in (("release", before), ("safe copy", after)):
         verdict, linkage = outcome.verdict, outcome.results["linkage"]
         click.echo(
@@ -97,3 +107,16 @@ def demo(
             f"{outcome.results['metadata']['direct_identifier_files']} files with direct "
             f"identifiers; report: {outcome.paths.html}"
         )
+    scrub_report = write_scrub_report(
+        scrub_summary,
+        folder / "scrub-report",
+        input_score=before.results,
+        output_score=after.results,
+        command=shlex.join(
+            ["deid", "demo", str(folder), "--patients", str(patients), "--visits", str(visits)]
+            + ["--seed", str(seed)]
+            + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+        ),
+        score_reports={"input": before.paths.html, "output": after.paths.html},
+    )
+    click.echo(f"scrub report (input beside safe copy): {scrub_report.html}")

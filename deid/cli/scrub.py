@@ -11,7 +11,7 @@ from deid.cli.options import library_errors_to_click, quiet_option
 from deid.dicom.options import ProfileOptions  # dataclasses only: cheap to import
 
 if TYPE_CHECKING:
-    from deid.scrub import PixelCleaner
+    from deid.scrub import PixelCleaner, ScrubSummary
 
 _PROBLEMS_SHOWN = 20
 
@@ -111,6 +111,21 @@ def _pixel_cleaner() -> PixelCleaner | None:
     is_flag=True,
     help="Write files that may carry burned-in text instead of quarantining them.",
 )
+@click.option(
+    "--report-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Scrub report folder. [default: OUT-report beside OUT]",
+)
+@click.option(
+    "--no-score",
+    is_flag=True,
+    help="Write the report without scoring the input and the safe copy (no re-identifier).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="Re-identifier that scores both copies. [default: the shipped mami-demo]",
+)
 @quiet_option
 @library_errors_to_click
 def scrub(
@@ -126,6 +141,9 @@ def scrub(
     write_map: bool,
     workers: int,
     allow_burned_in: bool,
+    report_dir: Path | None,
+    no_score: bool,
+    checkpoint: Path | None,
     quiet: bool,
 ) -> None:
     """De-identify RELEASE into a safe copy in OUT.
@@ -133,7 +151,8 @@ def scrub(
     DICOM: PS3.15 Basic Application Level Confidentiality Profile plus the chosen options,
     keyed pseudonyms for Patient ID and Name, keyed UID remapping and date shifts. PNG, JPEG,
     TIFF, NIfTI: metadata stripped, pixels kept. Output names are keyed pseudonyms. Files that may
-    carry burned-in text are quarantined; OUT/manifest.json lists every file.
+    carry burned-in text are quarantined; OUT/manifest.json lists every file. The report
+    (OUT-report/report.html) puts the score of the safe copy beside the score of RELEASE.
     """
     from deid.scrub import scrub_release
 
@@ -167,17 +186,67 @@ def scrub(
             click.echo("\n".join(plan_lines(summary.plan)))
             click.echo(f"dry run: plan written to {summary.plan} (owner-only); no image written")
         return
-    if quiet:
-        return
-    counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items()) or "no files"
-    resumed = f" ({summary.already_done} done earlier)" if summary.already_done else ""
-    click.echo(
-        f"scrubbed {len(summary.entries)} files{resumed}: {counts}; "
-        f"{summary.files_per_second:.1f} files/s; manifest: {summary.manifest}"
+    if not quiet:
+        counts = ", ".join(f"{n} {status}" for status, n in summary.counts.items()) or "no files"
+        resumed = f" ({summary.already_done} done earlier)" if summary.already_done else ""
+        click.echo(
+            f"scrubbed {len(summary.entries)} files{resumed}: {counts}; "
+            f"{summary.files_per_second:.1f} files/s; manifest: {summary.manifest}"
+        )
+        for problem in summary.problems[:_PROBLEMS_SHOWN]:
+            click.echo(f"  {problem.status}: {problem.input}: {problem.reason}")
+        if len(summary.problems) > _PROBLEMS_SHOWN:
+            click.echo(f"  ... and {len(summary.problems) - _PROBLEMS_SHOWN} more in the manifest")
+        if summary.map is not None:
+            click.echo(f"pseudonym map: {summary.map} (owner-only; it re-identifies the copy)")
+    _write_report(summary, release, report_dir, no_score, checkpoint, workers, quiet)
+
+
+def _write_report(
+    summary: ScrubSummary,
+    release: Path,
+    report_dir: Path | None,
+    no_score: bool,
+    checkpoint: Path | None,
+    workers: int,
+    quiet: bool,
+) -> None:
+    """Score the input and the safe copy and write the scrub report beside the copy."""
+    from deid.cli.score import progress_bar, step_logger
+    from deid.score import ScoreOptions
+    from deid.scrub.report import report_scrub
+
+    paths = report_scrub(
+        summary,
+        release,
+        command=_command_line(click.get_current_context()),
+        report_dir=report_dir,
+        score=not no_score,
+        options=ScoreOptions(checkpoint=checkpoint, workers=workers if workers > 1 else 0),
+        progress=progress_bar(quiet),
+        log=step_logger(quiet),
     )
-    for problem in summary.problems[:_PROBLEMS_SHOWN]:
-        click.echo(f"  {problem.status}: {problem.input}: {problem.reason}")
-    if len(summary.problems) > _PROBLEMS_SHOWN:
-        click.echo(f"  ... and {len(summary.problems) - _PROBLEMS_SHOWN} more in the manifest")
-    if summary.map is not None:
-        click.echo(f"pseudonym map: {summary.map} (owner-only; it re-identifies the copy)")
+    if not quiet:
+        click.echo(f"report: {paths.html}")
+
+
+def _command_line(ctx: click.Context) -> str:
+    """This run's command line, with the options that were given (defaults left out)."""
+    import shlex
+
+    words = ["deid", "scrub", str(ctx.params["release"])]
+    for param in ctx.command.params:
+        name = param.name or ""
+        given = ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        if not isinstance(param, click.Option) or not given:
+            continue
+        value, flag = ctx.params[name], param.opts[0]
+        if param.is_flag:
+            words += [flag] if value else []
+        elif param.multiple:
+            for item in value:
+                text = f"{item[0]}:{item[1]:04X}:{item[2]:02X}" if isinstance(item, tuple) else item
+                words += [flag, str(text)]
+        elif value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)

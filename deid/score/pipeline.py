@@ -157,6 +157,7 @@ def score_release(
     command: str | None = None,
     progress: Progress = no_progress,
     log: Callable[[str], None] | None = None,
+    exclude: Callable[[Path], bool] | None = None,
 ) -> ScoreOutcome:
     """Audit a release for re-identification risk and write its report.
 
@@ -172,6 +173,9 @@ def score_release(
         Wraps long loops in progress bars (see :data:`deid.score.embed.Progress`).
     log : callable, optional
         Receives one line per step.
+    exclude : callable, optional
+        Files of the release for which it returns True are not scored or audited (e.g. the
+        ``manifest.json`` of a scrub output); see :func:`deid.io.discover`.
 
     Returns
     -------
@@ -207,7 +211,7 @@ def score_release(
     say(f"discovering images in {release}")
     t = time.perf_counter()
     root = release if release.is_dir() else release.parent
-    found = discover(release)
+    found = discover(release, exclude=exclude)
     truth = read_truth(Path(options.truth)) if options.truth else None
     if not found.items:
         reasons = sorted({s.reason for s in found.skipped})[:3]

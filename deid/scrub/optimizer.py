@@ -9,12 +9,15 @@ percentile scaling, find ``delta`` with ``|delta|_inf <= epsilon`` minimising
 where ``identity`` is the mean cosine similarity of each re-identifier's embedding of the
 (randomly transformed) perturbed image to the embeddings of the original and of the patient's
 other images, minus ``lambda_decoy`` times the similarity to a far decoy identity. Signed
-gradient steps with a cosine-decayed step size, projected onto the L-infinity ball. The result
-is mapped back to modality units, snapped to the stored grid and measured again.
+gradient steps with a cosine-decayed step size from a small random start, projected onto the
+L-infinity ball; images of one shape can share the model passes (``scrub_batch``). The result
+is mapped back to modality units, snapped to the stored grid and measured again as the scorer
+would see the written file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -28,12 +31,13 @@ from torch import Tensor
 from deid.errors import InputError
 from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_metrics import psnr, ssim, token_similarity
+from deid.scrub.pixel_objective import IdentityTargets, objective, three_channels
 from deid.scrub.pixel_settings import PixelSettings
-from deid.scrub.pixel_transforms import random_transform
 from reid_model.config import PreprocessConfig
 from reid_model.preprocess import _layout, preprocess, to_model_input
 
 PSNR_CAP = 100.0  # dB recorded for an unchanged image
+_PERCENTILE_SAMPLE = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,10 @@ def to_unit(pixels: np.ndarray, modality: str, cfg: PreprocessConfig) -> UnitIma
     finite = np.isfinite(values)
     if not finite.any():
         raise InputError("The image holds no finite pixel value; it cannot be scrubbed.")
-    low, high = (float(v) for v in np.percentile(values[finite], [cfg.low_pct, cfg.high_pct]))
+    sample = values[finite]
+    if sample.size > _PERCENTILE_SAMPLE:  # large volumes: evenly strided values suffice
+        sample = sample[:: sample.size // _PERCENTILE_SAMPLE + 1]
+    low, high = (float(v) for v in np.percentile(sample, [cfg.low_pct, cfg.high_pct]))
     scale = high - low
     unit = (np.where(finite, values, low) - low) / scale if scale > 0 else np.zeros_like(values)
     stack = torch.from_numpy(np.ascontiguousarray(unit, dtype=np.float32))
@@ -88,34 +95,6 @@ def from_unit(unit: UnitImage, stack: Tensor) -> np.ndarray:
     values = values.permute(0, 2, 3, 1) if unit.is_colour else values[:, 0]
     array = values.numpy().astype(np.float64) * unit.scale + unit.low
     return (array if unit.is_volume else array[0]).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class IdentityTargets:
-    """What each re-identifier's embedding is pushed away from (and optionally toward).
-
-    Attributes
-    ----------
-    references
-        One (R, E) tensor per re-identifier of L2-normalised embeddings: the original's first,
-        then the same patient's other images in the release.
-    decoys
-        One (E,) L2-normalised embedding per re-identifier, or None: a far identity the
-        perturbed image is pulled toward when ``lambda_decoy > 0``.
-    """
-
-    references: tuple[Tensor, ...]
-    decoys: tuple[Tensor | None, ...]
-
-
-def _three_channels(x: Tensor) -> Tensor:
-    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-
-
-def _embed_batch(model: torch.nn.Module, x: Tensor, is_volume: bool, groups: int) -> Tensor:
-    """Model input (groups * S, 3, s, s) -> L2-normalised embeddings (groups, E), with grad."""
-    batch = x.unflatten(0, (groups, -1)) if is_volume else x
-    return F.normalize(model(batch)["embedding"].float(), dim=-1)
 
 
 @torch.no_grad()
@@ -149,99 +128,81 @@ def original_targets(
 
 
 def optimise_delta(
-    unit: UnitImage,
-    targets: IdentityTargets,
+    units: Sequence[UnitImage],
+    targets: Sequence[IdentityTargets],
     adversary: Adversary,
     settings: PixelSettings,
     generator: torch.Generator,
-) -> Tensor:
-    """Find the perturbation of one image or volume in the [0, 1] domain.
+) -> list[Tensor]:
+    """Find the perturbations of a batch of same-shape images (or one volume) in [0, 1].
 
     Parameters
     ----------
-    unit
-        The image as returned by :func:`to_unit` (with the primary model's preprocessing).
+    units
+        Images as returned by :func:`to_unit` (primary model's preprocessing), all of one shape
+        and layout; a batch of images shares the model passes (GPU throughput).
     targets
-        Identity references and decoys, one entry per re-identifier.
+        Per image: identity references and decoys, one entry per re-identifier.
     adversary
         Re-identifiers and MFMs.
     settings
         Budget, steps, weights and EOT ranges.
     generator
-        CPU generator for the random transforms.
+        CPU generator for the random transforms (results depend on the batch's composition).
 
     Returns
     -------
-    Tensor
-        ``delta`` (S, C, H, W) on ``adversary.device`` with ``|delta| <= settings.epsilon``.
+    list[Tensor]
+        Per image, ``delta`` (S, C, H, W) on ``adversary.device``, ``|delta| <= epsilon``.
+
+    Raises
+    ------
+    InputError
+        Empty batch, or images of different shapes or layouts.
     """
+    if not units or len(units) != len(targets):
+        raise InputError(f"optimise_delta needs matching images and targets, got {len(units)}.")
+    shapes = {(tuple(u.stack.shape), u.is_volume) for u in units}
+    if len(shapes) != 1:
+        raise InputError(f"optimise_delta batches images of one shape only, got {sorted(shapes)}.")
+    first, chunk = units[0], settings.slice_chunk
+    if first.is_volume and first.stack.shape[0] > chunk:
+        # memory stays bounded: each run of slices is optimised as a sub-volume whose pooled
+        # embedding is pushed away from the whole volume's references
+        runs = [
+            optimise_delta(
+                [dataclasses.replace(u, stack=u.stack[start : start + chunk]) for u in units],
+                targets,
+                adversary,
+                settings,
+                generator,
+            )
+            for start in range(0, first.stack.shape[0], chunk)
+        ]
+        return [torch.cat([run[i] for run in runs]) for i in range(len(units))]
     device = adversary.device
-    x0 = unit.stack.to(device)
+    x0 = torch.stack([u.stack for u in units]).to(device)  # (B, S, C, H, W)
     seen0 = x0.clamp(0.0, 1.0)
     with torch.no_grad(), adversary.autocast():
-        primary0 = to_model_input(_three_channels(seen0), adversary.primary)
+        primary0 = to_model_input(three_channels(seen0.flatten(0, 1)), adversary.primary)
         mfm0 = [mfm(primary0).float() for mfm in adversary.mfms]
-    delta = torch.zeros_like(x0, requires_grad=True)
+    # a random start: at delta = 0 the similarity to the original sits at its maximum, where
+    # its gradient vanishes
+    start = (torch.rand(x0.shape, generator=generator) * 2.0 - 1.0) * settings.random_start
+    delta = (start * settings.epsilon).to(device).requires_grad_(True)
     base_step = settings.step_size * settings.epsilon / settings.steps
     for step in range(settings.steps):
         seen = (x0 + delta).clamp(0.0, 1.0)
         with adversary.autocast():
-            loss = _loss(seen, seen0, mfm0, unit.is_volume, targets, adversary, settings, generator)
+            loss = objective(
+                seen, seen0, mfm0, first.is_volume, list(targets), adversary, settings, generator
+            )
         (grad,) = torch.autograd.grad(loss, delta)
         step_size = base_step * 0.5 * (1.0 + math.cos(math.pi * step / settings.steps))
         with torch.no_grad():
             delta -= step_size * grad.sign()
             delta.clamp_(-settings.epsilon, settings.epsilon)
-    return delta.detach()
-
-
-def _loss(
-    seen: Tensor,
-    seen0: Tensor,
-    mfm0: list[Tensor],
-    is_volume: bool,
-    targets: IdentityTargets,
-    adversary: Adversary,
-    settings: PixelSettings,
-    generator: torch.Generator,
-) -> Tensor:
-    """The objective for the perturbed image ``seen`` (S, C, H, W) in [0, 1]."""
-    groups = settings.eot_samples
-    loss = torch.zeros((), device=seen.device)
-    for model, cfg, refs, decoy in zip(
-        adversary.reidentifiers,
-        adversary.preprocess,
-        targets.references,
-        targets.decoys,
-        strict=True,
-    ):
-        model_in = to_model_input(_three_channels(seen), cfg)
-        std = torch.tensor(cfg.std, device=seen.device)
-        views = random_transform(model_in.repeat(groups, 1, 1, 1), groups, settings, std, generator)
-        emb = _embed_batch(model, views, is_volume, groups)
-        loss = loss + (emb @ refs.T).mean()
-        if decoy is not None and settings.lambda_decoy > 0:
-            loss = loss - settings.lambda_decoy * (emb @ decoy).mean()
-    # the quality terms see a random subset of a volume's slices per step (an unbiased
-    # estimate of their mean over slices at a fraction of the cost)
-    part = _slice_subset(seen.shape[0], settings.quality_slices, generator).to(seen.device)
-    if adversary.mfms and settings.lambda_mfm > 0:
-        primary_in = to_model_input(_three_channels(seen[part]), adversary.primary)
-        sims = [
-            token_similarity(m(primary_in), f0[part])
-            for m, f0 in zip(adversary.mfms, mfm0, strict=True)
-        ]
-        loss = loss + settings.lambda_mfm * (1.0 - torch.stack(sims).mean())
-    if settings.lambda_vis > 0:
-        loss = loss + settings.lambda_vis * (1.0 - ssim(seen[part].float(), seen0[part]))
-    return loss
-
-
-def _slice_subset(count: int, limit: int, generator: torch.Generator) -> Tensor:
-    """Sorted indices of at most ``limit`` slices out of ``count`` (all when few enough)."""
-    if count <= limit:
-        return torch.arange(count)
-    return torch.randperm(count, generator=generator)[:limit].sort().values
+    return list(delta.detach())
 
 
 @dataclass(frozen=True)
@@ -312,8 +273,8 @@ def measure(
     seen1 = to_unit_like(unit0, moved).clamp(0, 1).to(adversary.device)
     mfm_similarity = None
     if adversary.mfms:
-        in0 = to_model_input(_three_channels(seen0), adversary.primary)
-        in1 = to_model_input(_three_channels(seen1), adversary.primary)
+        in0 = to_model_input(three_channels(seen0), adversary.primary)
+        in1 = to_model_input(three_channels(seen1), adversary.primary)
         sims = [float(token_similarity(m(in1), m(in0))) for m in adversary.mfms]
         mfm_similarity = float(np.mean(sims))
     change = np.abs(np.asarray(written, np.float64) - np.asarray(original, np.float64))
@@ -378,19 +339,70 @@ def scrub_pixels(
         New pixels (same shape, float32, modality units, on the stored grid when quantised) and
         their metrics.
     """
+    return scrub_batch(
+        [pixels],
+        modality,
+        adversary,
+        settings,
+        generator,
+        quantisers=None if quantiser is None else [quantiser],
+        others=None if others is None else [others],
+        decoys=None if decoys is None else [decoys],
+    )[0]
+
+
+def scrub_batch(
+    batch: Sequence[np.ndarray],
+    modality: str,
+    adversary: Adversary,
+    settings: PixelSettings,
+    generator: torch.Generator,
+    *,
+    quantisers: Sequence[Callable[[np.ndarray], np.ndarray] | None] | None = None,
+    others: Sequence[Sequence[Tensor | None] | None] | None = None,
+    decoys: Sequence[Sequence[Tensor | None] | None] | None = None,
+) -> list[tuple[np.ndarray, PixelMetrics]]:
+    """:func:`scrub_pixels` for several images of one shape and modality at once.
+
+    The images share every model pass (the way to fill a GPU); each keeps its own gradient,
+    targets and metrics. ``quantisers``, ``others`` and ``decoys`` hold one entry per image.
+    Constant images are returned unchanged. ``seconds`` in the metrics is the batch's time
+    divided by its size.
+
+    Raises
+    ------
+    InputError
+        Images of different shapes, or per-image lists of the wrong length.
+    """
     started = time.perf_counter()
-    original = np.asarray(pixels, dtype=np.float32)
-    unit = to_unit(original, modality, adversary.primary)
-    targets = original_targets(original, modality, adversary, others, decoys)
-    if unit.scale > 0:
-        delta = optimise_delta(unit, targets, adversary, settings, generator)
-        new = from_unit(unit, unit.stack.to(delta.device) + delta)
-        if unit.is_colour and original.shape[-1] == 4:  # alpha is kept as it was
-            new = np.concatenate([new, original[..., 3:]], axis=-1)
-    else:  # a constant image carries no identity to remove
-        new = original.copy()
-    written = quantiser(new) if quantiser is not None else new
-    metrics = measure(
-        original, written, new, modality, adversary, targets, time.perf_counter() - started
-    )
-    return np.asarray(written, dtype=np.float32), metrics
+    n = len(batch)
+    for name, given in (("quantisers", quantisers), ("others", others), ("decoys", decoys)):
+        if given is not None and len(given) != n:
+            raise InputError(f"scrub_batch: {name} has {len(given)} entries for {n} images.")
+    originals = [np.asarray(p, dtype=np.float32) for p in batch]
+    units = [to_unit(p, modality, adversary.primary) for p in originals]
+    targets = [
+        original_targets(
+            p, modality, adversary, others[i] if others else None, decoys[i] if decoys else None
+        )
+        for i, p in enumerate(originals)
+    ]
+    active = [i for i, u in enumerate(units) if u.scale > 0]  # constant: no identity to remove
+    news = [p.copy() for p in originals]
+    if active:
+        deltas = optimise_delta(
+            [units[i] for i in active], [targets[i] for i in active], adversary, settings, generator
+        )
+        for i, delta in zip(active, deltas, strict=True):
+            new = from_unit(units[i], units[i].stack.to(delta.device) + delta)
+            if units[i].is_colour and originals[i].shape[-1] == 4:  # alpha is kept as it was
+                new = np.concatenate([new, originals[i][..., 3:]], axis=-1)
+            news[i] = new
+    seconds = (time.perf_counter() - started) / max(n, 1)
+    results = []
+    for i, (original, new) in enumerate(zip(originals, news, strict=True)):
+        quantiser = quantisers[i] if quantisers else None
+        written = np.asarray(quantiser(new) if quantiser is not None else new, dtype=np.float32)
+        metrics = measure(original, written, new, modality, adversary, targets[i], seconds)
+        results.append((written, metrics))
+    return results

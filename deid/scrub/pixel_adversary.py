@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from deid.errors import InputError
 from reid_model.config import PreprocessConfig
 from reid_model.mfm import FrozenMFM
 from reid_model.model import MaMI
@@ -42,8 +43,6 @@ class Adversary:
     bf16: bool = False
 
     def __post_init__(self) -> None:
-        from deid.errors import InputError
-
         if not self.reidentifiers:
             raise InputError("The adversary needs at least one re-identifier checkpoint.")
         if len(self.preprocess) != len(self.reidentifiers):
@@ -96,7 +95,6 @@ def load_adversary(
     InputError
         No checkpoint given, malformed MFM spec, or CUDA requested but not available.
     """
-    from deid.errors import InputError
     from reid_model.checkpoint import load_checkpoint
     from reid_model.mfm import load_mfm
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from deid.io.record import Record
+from deid.io.record import Record, Skipped
 from deid.scrub.optimizer import PixelMetrics, embed_pixels, scrub_pixels
 from deid.scrub.pixel_adversary import Adversary, load_adversary
 from deid.scrub.pixel_quantise import quantise
@@ -43,14 +43,17 @@ class ReferenceBank:
     @classmethod
     def build(
         cls,
-        records: Iterable[Record],
+        records: Iterable[Record | Skipped],
         adversary: Adversary,
         patient_of: Callable[[Record], str | None] = patient_id,
     ) -> ReferenceBank:
-        """Embed every record that has a patient with every re-identifier of ``adversary``."""
+        """Embed every record that has a patient with every re-identifier of ``adversary``
+        (skipped files, e.g. from :func:`deid.io.discover.iter_records`, are ignored)."""
         rows: dict[str, list[tuple[str, list[Tensor]]]] = {}
         models = range(len(adversary.reidentifiers))
         for record in records:
+            if not isinstance(record, Record):
+                continue
             patient = patient_of(record)
             if patient is None:
                 continue
@@ -148,6 +151,8 @@ def make_pixel_cleaner(
     mfm_specs: Sequence[str] | None = None,
     device: str = "cpu",
     seed: int = 0,
+    bf16: bool = False,
+    release: Path | None = None,
     **overrides: float | int | None,
 ) -> PixelScrubber:
     """Build the pipeline's pixel cleaner from command-line style options.
@@ -165,6 +170,12 @@ def make_pixel_cleaner(
         Torch device for the optimisation.
     seed
         Run seed (same seed and inputs give the same output).
+    bf16
+        Run the models under bfloat16 autocast (CUDA).
+    release
+        When given, every record of this folder is embedded first, so that the identity term
+        also pushes each image away from its patient's other images (DICOM Patient ID) and a
+        decoy can be chosen (``lambda_decoy > 0``). One extra read of the release.
     **overrides
         Any :class:`PixelSettings` field (``epsilon``, ``steps``, ``lambda_mfm``, ...); None
         values keep the strength's value.
@@ -175,5 +186,10 @@ def make_pixel_cleaner(
         Bad options, or models that cannot be loaded.
     """
     settings = settings_for(strength, **overrides)
-    adversary = load_adversary(checkpoints, mfm_specs, device)
-    return PixelScrubber(adversary, settings, seed=seed)
+    adversary = load_adversary(checkpoints, mfm_specs, device, bf16)
+    references = None
+    if release is not None:
+        from deid.io.discover import iter_records
+
+        references = ReferenceBank.build(iter_records(Path(release)), adversary)
+    return PixelScrubber(adversary, settings, seed=seed, references=references)

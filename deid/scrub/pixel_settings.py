@@ -24,6 +24,8 @@ class PixelSettings:
         Gradient steps per image or volume.
     step_size
         Step of the signed gradient, as a multiple of ``epsilon / steps``; decays with a cosine.
+    random_start
+        Half-width of the uniform random start of the perturbation, as a fraction of epsilon.
     lambda_mfm
         Weight of the frozen-MFM feature distance (keeps the diagnostic content).
     lambda_vis
@@ -34,6 +36,8 @@ class PixelSettings:
         Random transforms per step (expectation over transforms); 1 disables EOT's averaging.
     quality_slices
         Slices of a volume that the MFM and SSIM terms see per step (a random subset).
+    slice_chunk
+        Volumes with more slices are optimised in runs of this many slices (memory bound).
     shift, rotation_deg, rescale, blur_sigma, noise_std
         Ranges of the EOT transforms: shift as a fraction of the side, rotation in degrees,
         relative scale change, Gaussian blur sigma in pixels of the model input, additive noise
@@ -43,11 +47,13 @@ class PixelSettings:
     epsilon: float = 0.03
     steps: int = 20
     step_size: float = 2.5
+    random_start: float = 0.1
     lambda_mfm: float = 1.0
     lambda_vis: float = 1.0
     lambda_decoy: float = 0.0
     eot_samples: int = 4
     quality_slices: int = 4
+    slice_chunk: int = 64
     shift: float = 0.03
     rotation_deg: float = 3.0
     rescale: float = 0.05
@@ -57,11 +63,13 @@ class PixelSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.epsilon <= 1.0:
             raise InputError(f"epsilon must be in (0, 1], got {self.epsilon}.")
-        if min(self.steps, self.eot_samples, self.quality_slices) < 1:
+        if min(self.steps, self.eot_samples, self.quality_slices, self.slice_chunk) < 1:
             raise InputError(
-                "steps, eot_samples and quality_slices must be >= 1, got "
-                f"{self.steps}, {self.eot_samples}, {self.quality_slices}."
+                "steps, eot_samples, quality_slices and slice_chunk must be >= 1, got "
+                f"{self.steps}, {self.eot_samples}, {self.quality_slices}, {self.slice_chunk}."
             )
+        if self.random_start > 1.0:
+            raise InputError(f"random_start must be at most 1, got {self.random_start}.")
         negative = [
             f.name
             for f in dataclasses.fields(self)

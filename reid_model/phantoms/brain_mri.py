@@ -151,7 +151,7 @@ def _slice(
 
     # Gyral folding: sulci where the fold phase is near 0, white matter reaching into the gyri.
     # The phase bends with height (field 0) and with depth (field 1), so sulci curve and branch.
-    height = np.full_like(g.theta, 2.0 * zf - 1.0)
+    height = np.full_like(g.theta, 0.6 * zf - 0.3)  # slow in z: sulci persist over ~2 cm
     angle = g.theta / np.pi
     phase = (
         anat.folds * g.theta
@@ -204,7 +204,7 @@ def render_brain_mri(
     rng = visit_rng(seed, dataset, patient_index, visit)
     device_index = pick_device(dataset, rng)
     device = DEVICES[dataset][device_index]
-    pose = Pose.sample(rng, max_angle=10.0, scale_range=(0.9, 1.12), max_shift=0.06)
+    pose = Pose.sample(rng, max_angle=5.0, scale_range=(0.9, 1.12), max_shift=0.06)
     spacing_z = float(rng.choice(device.slice_spacings_mm))
     count = min(int(rng.integers(8, 33)), int(150.0 / spacing_z) + 1)
     cover = (count - 1) * spacing_z

@@ -1,0 +1,104 @@
+"""The objective the pixel optimizer minimises, for a batch of same-shape images or volumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from deid.scrub.pixel_adversary import Adversary
+from deid.scrub.pixel_metrics import ssim, token_similarity
+from deid.scrub.pixel_settings import PixelSettings
+from deid.scrub.pixel_transforms import random_transform
+from reid_model.preprocess import to_model_input
+
+
+@dataclass(frozen=True)
+class IdentityTargets:
+    """What each re-identifier's embedding of one image is pushed away from (and toward).
+
+    Attributes
+    ----------
+    references
+        One (R, E) tensor per re-identifier of L2-normalised embeddings: the original's first,
+        then the same patient's other images in the release.
+    decoys
+        One (E,) L2-normalised embedding per re-identifier, or None: a far identity the
+        perturbed image is pulled toward when ``lambda_decoy > 0``.
+    """
+
+    references: tuple[Tensor, ...]
+    decoys: tuple[Tensor | None, ...]
+
+
+def three_channels(x: Tensor) -> Tensor:
+    """(N, 1|3, H, W) -> (N, 3, H, W) (grey repeated, as the preprocessing does)."""
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def slice_subset(count: int, limit: int, generator: torch.Generator) -> Tensor:
+    """Sorted indices of at most ``limit`` slices out of ``count`` (all when few enough)."""
+    if count <= limit:
+        return torch.arange(count)
+    return torch.randperm(count, generator=generator)[:limit].sort().values
+
+
+def objective(
+    seen: Tensor,
+    seen0: Tensor,
+    mfm0: list[Tensor],
+    is_volume: bool,
+    targets: list[IdentityTargets],
+    adversary: Adversary,
+    settings: PixelSettings,
+    generator: torch.Generator,
+) -> Tensor:
+    """Sum over the batch of each image's objective (so each image's gradient is its own).
+
+    Parameters
+    ----------
+    seen, seen0
+        (B, S, C, H, W) perturbed and original images in [0, 1] (S = 1 for 2-D images).
+    mfm0
+        Per MFM, its tokens of the original, (B * S, h, w, D).
+    is_volume
+        Whether the items are volumes (pooled by the model) or single images.
+    targets
+        One :class:`IdentityTargets` per item.
+    """
+    b, s = seen.shape[:2]
+    groups = settings.eot_samples
+    flat = seen.flatten(0, 1)
+    loss = torch.zeros((), device=seen.device)
+    for i, (model, cfg) in enumerate(
+        zip(adversary.reidentifiers, adversary.preprocess, strict=True)
+    ):
+        model_in = to_model_input(three_channels(flat), cfg)
+        std = torch.tensor(cfg.std, device=seen.device)
+        # EOT: one transform per (sample, item); the slices of a volume share it
+        views = random_transform(
+            model_in.repeat(groups, 1, 1, 1), groups * b, settings, std, generator
+        )
+        batch = views.unflatten(0, (groups * b, s)) if is_volume else views
+        emb = F.normalize(model(batch)["embedding"].float(), dim=-1).view(groups, b, -1)
+        for item, target in enumerate(targets):
+            loss = loss + (emb[:, item] @ target.references[i].T).mean()
+            decoy = target.decoys[i]
+            if decoy is not None and settings.lambda_decoy > 0:
+                loss = loss - settings.lambda_decoy * (emb[:, item] @ decoy).mean()
+    # the quality terms see a random subset of a volume's slices per step (an unbiased
+    # estimate of their mean over slices at a fraction of the cost)
+    part = slice_subset(s, settings.quality_slices, generator).to(seen.device)
+    picked, picked0 = seen[:, part].flatten(0, 1), seen0[:, part].flatten(0, 1)
+    if adversary.mfms and settings.lambda_mfm > 0:
+        primary_in = to_model_input(three_channels(picked), adversary.primary)
+        sims = [
+            token_similarity(m(primary_in), f0.unflatten(0, (b, s))[:, part].flatten(0, 1))
+            for m, f0 in zip(adversary.mfms, mfm0, strict=True)
+        ]
+        loss = loss + settings.lambda_mfm * b * (1.0 - torch.stack(sims).mean())
+    if settings.lambda_vis > 0:
+        loss = loss + settings.lambda_vis * b * (1.0 - ssim(picked.float(), picked0))
+    return loss
