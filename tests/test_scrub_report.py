@@ -242,6 +242,7 @@ def test_cli_writes_the_report_and_honours_no_score(scrubbed: Scrubbed, tmp_path
         main, [*args[:3], str(tmp_path / "t"), "--report-dir", str(tmp_path / "t" / "r")]
     )
     assert inside.exit_code == 2 and "inside the safe copy" in inside.output
+    assert not (tmp_path / "t").exists()  # refused before anything was written
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

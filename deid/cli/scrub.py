@@ -57,7 +57,8 @@ def _pixel_cleaner() -> PixelCleaner | None:
 @click.command(
     epilog="Beside OUT (never inside it) the run keeps OUT.key (the secret key, unless "
     "--key-file is given), OUT.map.json (only with --write-map) and OUT.plan.json (--dry-run); "
-    "all owner-only."
+    "all owner-only. The scrub report (not owner-only; it names no patient) goes to OUT-report "
+    "unless --report-dir is given."
 )
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option(
@@ -157,6 +158,12 @@ def scrub(
     from deid.scrub import scrub_release
 
     options = ProfileOptions.from_names(profile_options, safe_private)
+    if not dry_run:  # refuse a report folder inside the release or copy before any work
+        from deid.scrub.folders import check_locations
+        from deid.scrub.report import check_report_dir, default_scrub_report_dir
+
+        check_locations(release, out)  # first the clearer message about --out itself
+        check_report_dir(report_dir or default_scrub_report_dir(out), release, out)
     pixel_cleaner = None if no_pixels else _pixel_cleaner()
     summary = scrub_release(
         release,

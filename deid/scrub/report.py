@@ -55,6 +55,24 @@ def scrub_side_files(safe: Path) -> Callable[[Path], bool]:
     return is_side_file
 
 
+def check_report_dir(folder: Path, release: Path, safe: Path) -> None:
+    """Refuse a report folder that is the release or the safe copy, or inside either.
+
+    Raises
+    ------
+    OutputError
+        Naming the folder it is inside.
+    """
+    target = Path(folder).resolve()
+    for name, where in (("release", Path(release)), ("safe copy", Path(safe))):
+        inside = where.resolve()
+        if target == inside or inside in target.parents:
+            raise OutputError(
+                f"the scrub report folder {folder} is inside the {name} {where}; reports must "
+                "not become part of a release: choose --report-dir outside it"
+            )
+
+
 @dataclass(frozen=True)
 class ScrubScores:
     """Scores of the input and the safe copy (full or metadata-only results dicts)."""
@@ -179,14 +197,7 @@ def report_scrub(
         If the report folder is inside the release or the safe copy, or cannot be written.
     """
     folder = Path(report_dir) if report_dir is not None else default_scrub_report_dir(summary.out)
-    target = folder.resolve()
-    for name, where in (("release", Path(release)), ("safe copy", summary.out)):
-        inside = where.resolve()
-        if inside.is_dir() and (target == inside or inside in target.parents):
-            raise OutputError(
-                f"the scrub report folder {folder} is inside the {name} {where}; reports must "
-                "not become part of a release: choose --report-dir outside it"
-            )
+    check_report_dir(folder, Path(release), summary.out)
     scores = ScrubScores(None, None, "scores were skipped (--no-score)")
     if score:
         from deid.score import ScoreOptions
