@@ -154,12 +154,13 @@ def test_cli_reports_key_summary_and_errors(tmp_path: Path) -> None:
     release = tiny_release(tmp_path / "rel", 1, 2)
     tiny_dicom(release / "burned.dcm", "JONES", 0, burned=True)
     runner = CliRunner()
-    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet"])
+    quick = ["--no-pixels", "--no-score"]  # this test is about the copy, not pixels or scores
+    result = runner.invoke(
+        main, ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet", *quick]
+    )
     assert result.exit_code == 0, result.output
     assert "keep it secret" in result.output and "s.key" in result.output
-    result = runner.invoke(
-        main, ["scrub", str(release), "--out", str(tmp_path / "t"), "--no-pixels"]
-    )
+    result = runner.invoke(main, ["scrub", str(release), "--out", str(tmp_path / "t"), *quick])
     assert result.exit_code == 0, result.output
     assert "1 quarantined, 2 written" in result.output
     pixels = {pydicom.dcmread(p).PixelData for p in (tmp_path / "t").rglob("*.dcm")}
@@ -196,6 +197,8 @@ def test_cli_safe_private_list_keeps_only_listed_private_attributes(tmp_path: Pa
         "--out",
         str(tmp_path / "s"),
         "--quiet",
+        "--no-pixels",
+        "--no-score",
         "--profile-options",
         "retain-safe-private",
         "--safe-private",
@@ -206,7 +209,7 @@ def test_cli_safe_private_list_keeps_only_listed_private_attributes(tmp_path: Pa
     (output,) = (tmp_path / "s").rglob("*.dcm")
     private = {e.value for e in pydicom.dcmread(output) if e.tag.is_private}
     assert "SCANSPEED" in private and "operator LEE" not in private
-    bad = CliRunner().invoke(main, [*args[:4], "--safe-private", "GEMS:43"])
+    bad = CliRunner().invoke(main, [*args[:6], "--safe-private", "GEMS:43"])
     assert bad.exit_code == 2 and "CREATOR:GGGG:EE" in bad.output
 
 
@@ -223,3 +226,24 @@ def test_a_series_with_one_burned_in_slice_is_held_back_whole(tmp_path: Path) ->
     assert summary.counts == {"quarantined": 3}
     assert [p.reason.startswith("Burned In") for p in summary.problems] == [False, True, False]
     assert not list((tmp_path / "out").rglob("*.dcm"))
+
+
+def test_cli_perturbs_pixels_against_the_adversary(tmp_path: Path) -> None:
+    from test_score import make_checkpoint
+
+    release = tiny_release(tmp_path / "rel", 2, 1)
+    adversary = make_checkpoint(tmp_path / "ckpt")
+    args = ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet", "--no-score"]
+    options = ["--adversary", str(adversary), "--steps", "2", "--epsilon", "0.3"]
+    result = CliRunner().invoke(main, [*args, *options])  # 4x4 ramp: a coarse budget
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    written = [f for f in manifest["files"] if f["status"] == "written"]
+    assert len(written) == 2 and all("pixel_metrics" in f for f in written)
+    before = {pydicom.dcmread(p).PixelData for p in release.rglob("*.dcm")}
+    after = {pydicom.dcmread(p).PixelData for p in (tmp_path / "s").rglob("*.dcm")}
+    assert before.isdisjoint(after)  # every image was perturbed
+    for path in (tmp_path / "s").rglob("*.dcm"):
+        assert "113101" in {
+            item.CodeValue for item in pydicom.dcmread(path).DeidentificationMethodCodeSequence
+        }

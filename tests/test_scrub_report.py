@@ -230,7 +230,14 @@ def test_side_file_filter_matches_only_the_scrub_files(tmp_path: Path) -> None:
 
 
 def test_cli_writes_the_report_and_honours_no_score(scrubbed: Scrubbed, tmp_path: Path) -> None:
-    args = ["scrub", str(scrubbed.release), "--out", str(tmp_path / "s"), "--no-score"]
+    args = [
+        "scrub",
+        str(scrubbed.release),
+        "--out",
+        str(tmp_path / "s"),
+        "--no-score",
+        "--no-pixels",
+    ]
     result = CliRunner().invoke(main, [*args, "--report-dir", str(tmp_path / "rep")])
     assert result.exit_code == 0, result.output
     assert f"report: {tmp_path / 'rep' / 'report.html'}" in result.output

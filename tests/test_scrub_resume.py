@@ -79,6 +79,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path, key_file
         "--key-file",
         str(key_file),
         "--quiet",
+        "--no-pixels",
+        "--no-score",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     process = subprocess.Popen(command, env=env)

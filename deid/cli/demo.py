@@ -53,8 +53,9 @@ def demo(
     scrub it, score the safe copy, and print where the reports are (the scrub report puts the
     two scores side by side).
 
-    Test-split patients only: the shipped checkpoint never saw them in training. The scrub is
-    PS3.15 metadata de-identification; pixels are kept until the pixel scrub is plugged in.
+    Test-split patients only: the shipped checkpoint never saw them in training. The demo's
+    scrub is PS3.15 metadata de-identification only: the pixel optimisation of `deid scrub`
+    takes about a minute per image on a CPU, too long for a demo.
     """
     from deid.report.scrub_render import write_scrub_report
     from deid.score import ScoreOptions, score_release

@@ -45,13 +45,31 @@ def _safe_private(
     return tuple(entries)
 
 
-def _pixel_cleaner() -> PixelCleaner | None:
-    """The pixel identity-removal step used unless --no-pixels.
+def _pixel_cleaner(
+    adversaries: tuple[str, ...],
+    strength: str,
+    epsilon: float | None,
+    steps: int | None,
+    device: str,
+    release: Path,
+) -> PixelCleaner:
+    """The pixel identity-removal step: gradient steps against the re-identifier(s), with the
+    frozen MFM and SSIM keeping the image (``deid.scrub.pixel_cleaner``)."""
+    import torch
 
-    None yet: the optimizer against the re-identifier plugs in here (it returns a
-    ``deid.scrub.PixelCleaner``), so for now every scrub is metadata only.
-    """
-    return None
+    from deid.scrub.pixel_cleaner import make_pixel_cleaner
+    from reid_model.evaluate import resolve_checkpoint
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return make_pixel_cleaner(
+        [resolve_checkpoint(name) for name in adversaries or ("mami-demo",)],
+        strength=strength,
+        device=device,
+        release=release,
+        epsilon=epsilon,
+        steps=steps,
+    )
 
 
 @click.command(
@@ -83,6 +101,33 @@ def _pixel_cleaner() -> PixelCleaner | None:
     help="Private attribute kept by retain-safe-private, as CREATOR:GGGG:EE; repeat.",
 )
 @click.option("--no-pixels", is_flag=True, help="Metadata only: Pixel Data stays bit-identical.")
+@click.option(
+    "--adversary",
+    "adversaries",
+    multiple=True,
+    help="Re-identifier checkpoint the pixels are optimised against; repeat for an ensemble. "
+    "[default: the shipped mami-demo]",
+)
+@click.option(
+    "--strength",
+    type=click.Choice(["low", "medium", "high"]),
+    default="medium",
+    show_default=True,
+    help="Pixel perturbation budget, steps and weights (deid.scrub.pixel_settings).",
+)
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, max=1),
+    help="Override the L-inf budget (fraction of the image's intensity range).",
+)
+@click.option("--steps", type=click.IntRange(min=1), help="Override the gradient steps.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where the pixel optimisation runs.",
+)
 @click.option(
     "--key-file",
     type=click.Path(path_type=Path),
@@ -135,6 +180,11 @@ def scrub(
     profile_options: tuple[str, ...],
     safe_private: tuple[tuple[str, int, int], ...],
     no_pixels: bool,
+    adversaries: tuple[str, ...],
+    strength: str,
+    epsilon: float | None,
+    steps: int | None,
+    device: str,
     key_file: Path | None,
     resume: bool,
     overwrite: bool,
@@ -151,7 +201,9 @@ def scrub(
 
     DICOM: PS3.15 Basic Application Level Confidentiality Profile plus the chosen options,
     keyed pseudonyms for Patient ID and Name, keyed UID remapping and date shifts. PNG, JPEG,
-    TIFF, NIfTI: metadata stripped, pixels kept. Output names are keyed pseudonyms. Files that may
+    TIFF, NIfTI: metadata stripped. Pixels (unless --no-pixels): bounded gradient steps that push
+    the re-identifier's embedding away from the patient while a frozen foundation model and SSIM
+    keep the image; written in the original format and bit depth. Output names are keyed pseudonyms. Files that may
     carry burned-in text are quarantined; OUT/manifest.json lists every file. The report
     (OUT-report/report.html) puts the score of the safe copy beside the score of RELEASE.
     """
@@ -159,12 +211,15 @@ def scrub(
 
     options = ProfileOptions.from_names(profile_options, safe_private)
     if not dry_run:  # refuse a report folder inside the release or copy before any work
-        from deid.scrub.folders import check_locations
+        from deid.scrub.folders import check_locations, check_output
         from deid.scrub.report import check_report_dir, default_scrub_report_dir
 
         check_locations(release, out)  # first the clearer message about --out itself
+        check_output(out, resume=resume, overwrite=overwrite)
         check_report_dir(report_dir or default_scrub_report_dir(out), release, out)
-    pixel_cleaner = None if no_pixels else _pixel_cleaner()
+    pixel_cleaner = None
+    if not (no_pixels or dry_run):
+        pixel_cleaner = _pixel_cleaner(adversaries, strength, epsilon, steps, device, release)
     summary = scrub_release(
         release,
         out,
