@@ -154,9 +154,19 @@ def test_embedding_reuses_the_cache_and_gives_the_same_vectors(
     assert second.modalities == first.modalities == ["OT"] * (N_PATIENTS * N_VISITS)
 
 
-def test_query_mask_takes_the_earliest_visit_per_dataset_and_patient() -> None:
-    labels = [Label("a", "x", 2), Label("a", "x", 0), Label("a", "y", 1), Label("b", "x", 0)]
-    assert query_mask(labels).tolist() == [False, True, True, True]
+def test_query_mask_follows_the_evaluation_protocol_per_dataset_and_patient() -> None:
+    from reid_model.phantoms.protocol import query_gallery
+
+    visits = [("p1", 0), ("p1", 1), ("p1", 2), ("p2", 0), ("p2", 1), ("p3", 4)]
+    labels = [Label(patient, "cxr", visit) for patient, visit in visits]
+    labels.append(Label("p1", "cxr", 0))  # a second view of p1's first visit
+    mask = query_mask(labels)
+    expected = set(query_gallery(visits).query)
+    assert mask[: len(visits)].tolist() == [i in expected for i in range(len(visits))]
+    assert mask[-1] == mask[0]  # every record of the query visit is a query
+    assert not mask[5]  # p3 has one visit: nothing to match, so it stays in the gallery
+    for patient in ("p1", "p2"):
+        assert len({lab.visit for lab, q in zip(labels, mask) if q and lab.patient == patient}) == 1
 
 
 def test_truth_metrics_are_perfect_for_separable_embeddings() -> None:

@@ -22,14 +22,22 @@ _CHUNK = 2048
 
 
 def query_mask(labels: Sequence[Label]) -> np.ndarray:
-    """True for the earliest visit of each (dataset, patient); ties go to the first listed."""
-    first: dict[tuple[str, str], tuple[int, int]] = {}
-    for i, label in enumerate(labels):
-        key = (label.dataset, label.patient)
-        if key not in first or label.visit < first[key][0]:
-            first[key] = (label.visit, i)
+    """True for the records of one query visit per (dataset, patient).
+
+    The visit is the one the shared protocol picks (``reid_model.phantoms.protocol.
+    query_gallery``, which ``deid evaluate`` uses too), so both report the same rank-1 on the
+    same images. Every record of that visit is a query (e.g. two views); patients seen at a single
+    visit have no query and stay in the gallery as distractors.
+    """
+    from reid_model.phantoms.protocol import query_gallery
+
     mask = np.zeros(len(labels), dtype=bool)
-    mask[[i for _, i in first.values()]] = True
+    for dataset in sorted({label.dataset for label in labels}):
+        rows = [i for i, label in enumerate(labels) if label.dataset == dataset]
+        visits = sorted({(labels[i].patient, labels[i].visit) for i in rows})
+        chosen = {visits[j] for j in query_gallery(visits).query}
+        for i in rows:
+            mask[i] = (labels[i].patient, labels[i].visit) in chosen
     return mask
 
 
