@@ -166,7 +166,10 @@ def test_query_mask_follows_the_evaluation_protocol_per_dataset_and_patient() ->
     assert mask[-1] == mask[0]  # every record of the query visit is a query
     assert not mask[5]  # p3 has one visit: nothing to match, so it stays in the gallery
     for patient in ("p1", "p2"):
-        assert len({lab.visit for lab, q in zip(labels, mask) if q and lab.patient == patient}) == 1
+        chosen = {
+            lab.visit for lab, q in zip(labels, mask, strict=True) if q and lab.patient == patient
+        }
+        assert len(chosen) == 1
 
 
 def test_truth_metrics_are_perfect_for_separable_embeddings() -> None:

@@ -27,8 +27,13 @@ def library_errors_to_click(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def seed_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--seed", type=int, default=0, show_default=True,
-                        help="Seed of every random choice; same seed, same output.")(func)
+    return click.option(
+        "--seed",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Seed of every random choice; same seed, same output.",
+    )(func)
 
 
 def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
