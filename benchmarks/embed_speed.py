@@ -6,7 +6,7 @@ load drifts hit both alike. On CUDA the default is bfloat16 autocast.
 
     python benchmarks/embed_speed.py --preset demo --device cpu
     python benchmarks/embed_speed.py --preset paper --device cuda --batch 256
-    ... --append benchmarks/RESULTS_model.md     # also append a markdown record
+    ... --append /tmp/embed_speed.md     # also append a markdown record
 """
 
 from __future__ import annotations

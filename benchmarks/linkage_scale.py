@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--chunk", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("RESULTS_risk.md"))
+    parser.add_argument("--out", type=Path, help="also write the table to this file")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:
@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     text = table(rows, ["benchmarks/linkage_scale.py", *sys.argv[1:]], args.threads)
-    args.out.write_text(text)
+    if args.out is not None:
+        args.out.write_text(text)
     print(text)
     return 0
 

@@ -18,7 +18,7 @@ release). Strength ``none`` is the unscrubbed baseline.
     python benchmarks/scrub_frontier.py --reid mami-demo --attacker attacker-demo \
         --diagnosis reid_model/weights/phantom-diagnosis --data phantom:all:30:3:0 \
         --strengths none,low,medium,high --device cuda --out /tmp/frontier.json \
-        --plot benchmarks/scrub_frontier.png --append benchmarks/RESULTS_scrub_pixels.md
+        --plot benchmarks/scrub_frontier.png --append /tmp/scrub_pixels.md
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ volume) at a time, so on a GPU its batches are only ``eot_samples`` images deep.
 
     python benchmarks/scrub_pixel_speed.py --preset demo --device cpu --images 6
     python benchmarks/scrub_pixel_speed.py --reid mami-demo --device cuda --images 64
-    ... --append benchmarks/RESULTS_scrub_pixels.md
+    ... --append /tmp/scrub_pixels.md
 """
 
 from __future__ import annotations
