@@ -199,6 +199,23 @@ def test_verdict_levels_follow_threshold_and_metadata() -> None:
     assert "0.50" in verdict.threshold_rationale
 
 
+def test_a_weak_re_identifier_never_gives_a_green_verdict() -> None:
+    clean = sample_results()
+    clean["metadata"].update(
+        direct_identifier_files=0,
+        private_tags_files=0,
+        burned_in_annotation_files=0,
+        identity_not_removed_files=0,
+    )
+    clean["linkage"].update(n_at_risk=0, share_at_risk=0.0)
+    clean["checkpoint"]["validation_rank1"] = 0.9
+    assert decide_verdict(clean).level == "green"
+    clean["checkpoint"]["validation_rank1"] = 0.12
+    verdict = decide_verdict(clean)
+    assert verdict.level == "amber"
+    assert any("re-identifier is weak" in reason and "12%" in reason for reason in verdict.reasons)
+
+
 def test_invalid_results_are_rejected_with_a_remedy() -> None:
     results = sample_results()
     del results["linkage"]

@@ -129,7 +129,7 @@ class Results(TypedDict):
     created_utc: str
     command: str  # the command line that reproduces this report
     options: dict[str, Any]
-    checkpoint: dict[str, Any]  # name, sha256, preset, trained_on
+    checkpoint: dict[str, Any]  # name, sha256, preset, trained_on, validation_rank1 (or None)
     scope: dict[str, Any]  # n_files, n_records, n_skipped, per_modality: {modality: count}
     linkage: Linkage
     truth: Truth | None

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Level = Literal["green", "amber", "red"]
+# below this validation rank-1 the adversary is too weak for its low risk figures to reassure
+WEAK_ADVERSARY_RANK1 = 0.5
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,14 @@ def decide_verdict(results: Mapping[str, Any]) -> Verdict:
     ):
         if meta[key]:
             amber.append(text.format(_files(meta[key])))
+
+    strength = results.get("checkpoint", {}).get("validation_rank1")
+    if strength is not None and strength < WEAK_ADVERSARY_RANK1:
+        amber.append(
+            f"The re-identifier is weak: it ranked the right patient first for only "
+            f"{strength:.0%} of its validation queries, so a low linkage figure is not evidence "
+            "that the release is safe. Score again with a stronger checkpoint."
+        )
 
     rationale = threshold_rationale(float(link["threshold"]), fail_above)
     if red:

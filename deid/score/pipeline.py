@@ -126,6 +126,8 @@ def _load_model(folder: Path, device: str) -> tuple[Any, Any, Any, dict[str, Any
         "sha256": folder_sha256(folder),
         "preset": extra.get("preset"),
         "trained_on": str(extra.get("trained_on") or extra.get("data") or "not recorded"),
+        # rank-1 on the checkpoint's own validation patients, as recorded by `deid train`
+        "validation_rank1": (extra.get("val") or {}).get("overall", {}).get("rank1"),
     }
     return model, cfg.preprocess, calibrator, described
 
