@@ -186,3 +186,18 @@ def test_truth_metrics_are_perfect_for_separable_embeddings() -> None:
     assert overall["auc"] == pytest.approx(1.0)
     assert overall["cmc"][0] == 1.0 and overall["ci"]["rank1"] == {"low": 1.0, "high": 1.0}
     assert sum(section["similarity_same"]["counts"]) == 4 * 2  # each query vs its 2 other visits
+
+
+def test_score_refuses_to_overwrite_a_scrub_report(tmp_path: Path) -> None:
+    from deid.errors import OutputError
+    from deid.score import ScoreOptions, score_release
+
+    safe = tmp_path / "safe"
+    safe.mkdir()
+    (safe / "a.png").write_bytes(b"not scored: the folder check comes first")
+    report = tmp_path / "safe-report"  # the default folder of both reports
+    report.mkdir()
+    (report / "report.json").write_text('{"report": "scrub"}')
+    with pytest.raises(OutputError, match="scrub report"):
+        score_release(safe, ScoreOptions())
+    assert (report / "report.json").read_text() == '{"report": "scrub"}'

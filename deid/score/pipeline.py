@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import time
@@ -85,6 +86,21 @@ def _check_paths(release: Path, out: Path) -> None:
             f"the report folder {out} is inside the release {release}; reports must not become "
             "part of a release: choose --out outside it"
         )
+    if _holds_scrub_report(out):
+        raise OutputError(
+            f"{out} holds the scrub report of this copy (its score is in {out / 'safe-score'}); "
+            "choose another --out rather than overwrite it"
+        )
+
+
+def _holds_scrub_report(folder: Path) -> bool:
+    """True when ``folder`` holds a `deid scrub` report (both default to ``<folder>-report``)."""
+    try:
+        return json.loads((folder / "report.json").read_text(encoding="utf-8")).get("report") == (
+            "scrub"
+        )
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _resolve_device(device: str) -> str:
