@@ -9,23 +9,12 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from phantom_cohorts import phantom_spec
 
 from deid.cli.evaluate import evaluate as evaluate_command
 from reid_model.data import ImageEntry
 from reid_model.evaluate import embed, query_gallery_pairs, query_mask
-from reid_model.phantoms.protocol import split_of
 from reid_model.train import main as train_main
-
-
-def phantom_spec(datasets: str, patients: int, n_train: int, n_val: int) -> str:
-    """A 2-visit phantom data spec whose cohort seed gives at least ``n_train`` training and
-    exactly ``n_val`` validation patients per dataset (splits are drawn per patient)."""
-    for seed in range(1000):
-        splits = [split_of(i, seed) for i in range(patients)]
-        if splits.count("train") >= n_train and splits.count("val") == n_val:
-            return f"phantom:{datasets}:{patients}:2:{seed}"
-    raise AssertionError("no phantom seed gives the wanted splits")
-
 
 # 2 patients in the val split of each dataset
 DATA = phantom_spec("cxr_site_a,cxr_site_b", 7, n_train=4, n_val=2)

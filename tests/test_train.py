@@ -10,6 +10,7 @@ import socket
 import pytest
 import torch
 from click.testing import CliRunner
+from phantom_cohorts import phantom_spec
 from safetensors.torch import load_file
 
 from deid.cli.train import train as train_command
@@ -17,17 +18,6 @@ from deid.errors import InputError, OutputError
 from reid_model.checkpoint import load_checkpoint
 from reid_model.phantoms.protocol import split_of
 from reid_model.train import main, parameter_groups, warmup_cosine
-
-
-def phantom_spec(datasets: str, patients: int, n_train: int, n_val: int) -> str:
-    """A 2-visit phantom data spec whose cohort seed gives at least ``n_train`` training and
-    exactly ``n_val`` validation patients per dataset (splits are drawn per patient)."""
-    for seed in range(1000):
-        splits = [split_of(i, seed) for i in range(patients)]
-        if splits.count("train") >= n_train and splits.count("val") == n_val:
-            return f"phantom:{datasets}:{patients}:2:{seed}"
-    raise AssertionError("no phantom seed gives the wanted splits")
-
 
 # 2 datasets x 7 patients x 2 visits (batches need P = 4 training patients)
 DATA = phantom_spec("cxr_site_a,cxr_site_b", 7, n_train=4, n_val=2)

@@ -21,6 +21,7 @@ from reid_model.phantoms.common import (
     detector_grid,
     drift,
     gaussian_blur,
+    patient_key,
     posed_grid,
     sample_field,
     smooth_field,
@@ -264,7 +265,7 @@ def render_brain_mri(
     origin = float(rng.uniform(-40.0, 40.0))
     return PhantomImage(
         dataset=dataset,
-        patient=f"{dataset}-{patient_index:05d}",
+        patient=patient_key(dataset, patient_index),
         patient_index=patient_index,
         visit=visit,
         split=split,

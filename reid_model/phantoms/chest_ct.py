@@ -23,6 +23,7 @@ from reid_model.phantoms.common import (
     detector_grid,
     drift,
     gaussian_blur,
+    patient_key,
     posed_grid,
     sample_field,
     smooth_field,
@@ -321,7 +322,7 @@ def render_chest_ct(
     spacing = _FOV_MM / SIZE / pose.scale
     return PhantomImage(
         dataset=dataset,
-        patient=f"{dataset}-{patient_index:05d}",
+        patient=patient_key(dataset, patient_index),
         patient_index=patient_index,
         visit=visit,
         split=split,

@@ -44,6 +44,11 @@ def dataset_code(dataset: str) -> int:
     return names.index(dataset)
 
 
+def patient_key(dataset: str, patient_index: int) -> str:
+    """The stable patient key of a phantom, unique across datasets (``PhantomImage.patient``)."""
+    return f"{dataset}-{patient_index:05d}"
+
+
 def check_indices(**values: int) -> None:
     """Raise ``InputError`` unless every given value is a non-negative integer."""
     for name, value in values.items():

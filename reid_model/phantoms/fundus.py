@@ -22,6 +22,7 @@ from reid_model.phantoms.common import (
     disk_map,
     drift,
     gaussian_blur,
+    patient_key,
     posed_grid,
     sample_field,
     smooth_field,
@@ -198,7 +199,7 @@ def render_fundus(
     spacing = _FIELD_MM / SIZE / pose.scale
     return PhantomImage(
         dataset=dataset,
-        patient=f"{dataset}-{patient_index:05d}",
+        patient=patient_key(dataset, patient_index),
         patient_index=patient_index,
         visit=visit,
         split=split,
