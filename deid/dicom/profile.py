@@ -171,26 +171,26 @@ class _Scrubber:
         for raw in list(ds.elements()):  # undecoded where pydicom has not decoded them yet
             tag = int(raw.tag)  # plain int: pydicom's BaseTag compares slowly
             if tag & 0xFFFF == 0 and tag >> 16 != 0x0002:
-                del ds[tag]  # group lengths would be stale; they are retired anyway
+                del ds[raw.tag]  # group lengths would be stale; they are retired anyway
                 continue
             if raw.VR in (None, "UN"):
                 # Implicit VR, or UN (perhaps a sequence written by a tool that did not know
                 # it): decode, so the real VR is known to the walk and to the writer.
-                raw = _decode(ds, tag)
+                raw = _decode(ds, raw.tag)
             vr = raw.VR
             row = row_for(tag)
             if row is None:
                 if vr == "SQ" or (clean_free_text and vr in _FREE_TEXT_VRS | {"PN"}):
-                    self.untabled(ds, _decode(ds, tag), path, clean_free_text)
+                    self.untabled(ds, _decode(ds, raw.tag), path, clean_free_text)
                 continue
             action = self.action_for(tag)
             name = row.name if row is not PRIVATE_ROW else "Private Attribute"
             if action == "X" and tag not in (PATIENT_ID, PATIENT_NAME):
                 before = _raw_has_value(raw)
-                del ds[tag]
+                del ds[raw.tag]  # a BaseTag: pydicom converts plain ints slowly
                 applied = "X"
             else:
-                elem = _decode(ds, tag)
+                elem = _decode(ds, raw.tag)
                 before = has_value(elem)
                 applied = self.apply(ds, elem, row, action, path, clean_free_text)
             if applied == "X" and (tag >> 24) == 0x60 and tag & 0xFFFF == OVERLAY_DATA_ELEMENT:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,16 +22,38 @@ from deid.io.dicom_meta import dicom_metadata, frame_element
 from deid.io.record import Encoding, Record, Window
 from deid.io.series import SliceInfo, order_slices
 
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# Headers of files up to this size are parsed from memory (faster); larger files are read
+# through the file, so their pixels are not loaded just to read a header.
+_HEADER_READ_LIMIT = 16 << 20
 
 
-def read_dataset(path: Path, *, pixels: bool) -> Dataset:
+def read_dataset(
+    path: Path,
+    *,
+    pixels: bool,
+    data: bytes | None = None,
+    tags: Sequence[str] | None = None,
+) -> Dataset:
     """Read a DICOM file, with or without preamble and file meta, without changing it.
 
     With ``pixels=False`` values over 1 KiB (Pixel Data among them) are left unread but their
     elements stay present, so ``has_pixels`` still works. A file that ``sniff`` recognised as
     a bare data set (no ``DICM`` prefix) is read with ``force=True``; its transfer syntax is
     then taken from how pydicom found it encoded.
+
+    Parameters
+    ----------
+    path
+        The file; named in errors, and read unless ``data`` is given.
+    pixels
+        Read Pixel Data (and every other long value) too.
+    data
+        The file's bytes, when the caller already holds them. Files are otherwise read into
+        memory first (header-only reads of large files excepted): pydicom parses a buffer
+        faster than a file object.
+    tags
+        Read only these keywords (plus the file meta); the rest is skipped unparsed.
 
     Raises
     ------
@@ -38,10 +62,16 @@ def read_dataset(path: Path, *, pixels: bool) -> Dataset:
     """
     defer = None if pixels else 1024
     try:
+        if data is None and (pixels or path.stat().st_size <= _HEADER_READ_LIMIT):
+            data = path.read_bytes()
+
+        def source() -> Path | io.BytesIO:
+            return path if data is None else io.BytesIO(data)
+
         try:
-            ds = pydicom.dcmread(path, defer_size=defer)
+            ds = pydicom.dcmread(source(), defer_size=defer, specific_tags=tags)
         except InvalidDicomError:
-            ds = pydicom.dcmread(path, defer_size=defer, force=True)
+            ds = pydicom.dcmread(source(), defer_size=defer, specific_tags=tags, force=True)
     except PermissionError as exc:
         raise UnreadableFileError(str(path), "permission denied; grant read access") from exc
     except (OSError, EOFError, InvalidDicomError, ValueError, KeyError, TypeError) as exc:
@@ -60,7 +90,7 @@ def read_dataset(path: Path, *, pixels: bool) -> Dataset:
 
 def has_pixels(ds: Dataset) -> bool:
     """True when ``ds`` holds Pixel Data, Float Pixel Data or Double Float Pixel Data."""
-    return any(keyword in ds for keyword in _PIXEL_KEYWORDS)
+    return any(keyword in ds for keyword in PIXEL_KEYWORDS)
 
 
 def missing_pixels_reason(ds: Dataset) -> str:

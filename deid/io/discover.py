@@ -5,12 +5,18 @@ from __future__ import annotations
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deid.errors import InputError, UnreadableFileError
-from deid.io.dicom_read import has_pixels, load_dicom, missing_pixels_reason, read_dataset
+from deid.io.dicom_read import (
+    PIXEL_KEYWORDS,
+    has_pixels,
+    load_dicom,
+    missing_pixels_reason,
+    read_dataset,
+)
 from deid.io.image_read import load_image
 from deid.io.nifti_io import load_nifti
 from deid.io.record import Kind, Record, ReleaseItem, Skipped
@@ -19,6 +25,21 @@ from deid.io.sniff import sniff
 
 __all__ = ["Discovery", "discover", "iter_records", "load", "sniff"]
 
+# What discovery reads from a DICOM header: series grouping, and the SOP class of files
+# without pixels (the rest is skipped unparsed, which makes discovery several times faster).
+HEADER_KEYWORDS = (
+    "SOPClassUID",
+    "Modality",
+    "SeriesInstanceUID",
+    "InstanceNumber",
+    "ImagePositionPatient",
+    "ImageOrientationPatient",
+    "Rows",
+    "Columns",
+    "SamplesPerPixel",
+    "NumberOfFrames",
+    *PIXEL_KEYWORDS,
+)
 NOT_AN_IMAGE = "not a recognised image format (DICOM, PNG, JPEG, TIFF or NIfTI), by content"
 
 
@@ -60,7 +81,7 @@ def _nifti_pair_images(files: list[tuple[Path, Kind | None]]) -> set[Path]:
 def _dicom_header(path: Path) -> SliceInfo | Skipped:
     """What series grouping needs from one DICOM file, or why the file cannot be used."""
     try:
-        ds = read_dataset(path, pixels=False)
+        ds = read_dataset(path, pixels=False, tags=HEADER_KEYWORDS)
         if not has_pixels(ds):
             return Skipped(path, missing_pixels_reason(ds))
         return SliceInfo.from_dataset(path, ds)
@@ -70,7 +91,24 @@ def _dicom_header(path: Path) -> SliceInfo | Skipped:
         return Skipped(path, f"malformed DICOM header ({type(exc).__name__}: {exc})")
 
 
-def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Discovery:
+def _probe(path: Path) -> tuple[Kind | None, SliceInfo | Skipped | None]:
+    """The format of one file by content and, for DICOM, its grouping header; or why the file
+    cannot be read (with ``None`` as its kind)."""
+    try:
+        if path.stat().st_size == 0:
+            return None, Skipped(path, "empty file (0 bytes)")
+        kind = sniff(path)
+    except OSError as exc:
+        return None, Skipped(path, _oserror_reason(exc))
+    return kind, _dicom_header(path) if kind == "dicom" else None
+
+
+def discover(
+    root: Path,
+    *,
+    exclude: Callable[[Path], bool] | None = None,
+    pool: Executor | None = None,
+) -> Discovery:
     """Walk ``root`` (sorted, deterministic), recognise images by content and group series.
 
     Parameters
@@ -79,6 +117,9 @@ def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Di
         A release folder, or a single file.
     exclude
         Called with each file's path; files for which it returns True are ignored silently.
+    pool
+        Worker processes to recognise files and read DICOM headers in (the result does not
+        depend on it).
 
     Returns
     -------
@@ -97,17 +138,21 @@ def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Di
     paths = [root] if root.is_file() else list(_walk(root))
     base = root.parent if root.is_file() else root
     found = Discovery()
+    paths = [path for path in paths if exclude is None or not exclude(path)]
+    if pool is not None and len(paths) > 1:
+        chunk = max(1, len(paths) // (8 * (os.cpu_count() or 1)))
+        probes = list(pool.map(_probe, paths, chunksize=chunk))
+    else:
+        probes = [_probe(path) for path in paths]
     files: list[tuple[Path, Kind | None]] = []
-    for path in paths:
-        if exclude is not None and exclude(path):
+    headers: dict[Path, SliceInfo | Skipped] = {}
+    for path, (kind, header) in zip(paths, probes, strict=True):
+        if isinstance(header, Skipped) and kind is None:  # empty or unreadable
+            found.skipped.append(header)
             continue
-        try:
-            if path.stat().st_size == 0:
-                found.skipped.append(Skipped(path, "empty file (0 bytes)"))
-                continue
-            files.append((path, sniff(path)))
-        except OSError as exc:
-            found.skipped.append(Skipped(path, _oserror_reason(exc)))
+        files.append((path, kind))
+        if header is not None:
+            headers[path] = header
     pair_images = _nifti_pair_images(files)
     slices: list[SliceInfo] = []
     for path, kind in files:
@@ -115,7 +160,7 @@ def discover(root: Path, *, exclude: Callable[[Path], bool] | None = None) -> Di
             if path not in pair_images:
                 found.skipped.append(Skipped(path, NOT_AN_IMAGE))
         elif kind == "dicom":
-            header = _dicom_header(path)
+            header = headers[path]
             if isinstance(header, SliceInfo):
                 slices.append(header)
             else:

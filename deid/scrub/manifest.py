@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -69,6 +69,13 @@ class FileEntry:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FileEntry:
         return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        # shallow, unlike dataclasses.asdict (which deep-copies): called once per file, twice
+        return {name: getattr(self, name) for name in _ENTRY_FIELDS}
+
+
+_ENTRY_FIELDS = tuple(f.name for f in fields(FileEntry))
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class Journal:
 
     def append(self, entries: list[FileEntry]) -> None:
         for entry in entries:
-            self._write({"entry": asdict(entry)})
+            self._write({"entry": entry.to_dict()})
 
     def _write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, sort_keys=True) + "\n")
@@ -187,7 +194,7 @@ def write_manifest(out: Path, header: RunHeader, entries: list[FileEntry]) -> Pa
     document = {
         "header": header.to_dict(),
         "counts": dict(sorted(counts.items())),
-        "files": [asdict(entry) for entry in ordered],
+        "files": [entry.to_dict() for entry in ordered],
     }
     path = out / MANIFEST_NAME
     atomic_write_text(path, json.dumps(document, indent=1, sort_keys=True) + "\n")

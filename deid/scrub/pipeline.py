@@ -182,12 +182,20 @@ def scrub_release(
         if earlier is not None:
             header.check_same(earlier, Path(out))
     prepare_output(target, resume=resume, overwrite=overwrite)
-    found = discover(source, exclude=_inside(target))
-    started = time.perf_counter()
-    entries, pending = _finished(found.items, job, previous)
-    already = len(entries)
-    journal = Journal(target, header)
+    # One pool for the whole run: the job (key, options, possibly a model-holding pixel
+    # cleaner) is sent once per worker, not once per item.
+    pool = (
+        ProcessPoolExecutor(max_workers=workers, initializer=_set_worker_job, initargs=(job,))
+        if workers > 1
+        else None
+    )
+    journal: Journal | None = None
     try:
+        found = discover(source, exclude=_inside(target), pool=pool)
+        started = time.perf_counter()
+        entries, pending = _finished(found.items, job, previous)
+        already = len(entries)
+        journal = Journal(target, header)
         for skipped in found.skipped:
             kind = _kind(skipped.path)
             entries += skipped_entries(job, (skipped.path,), skipped.reason, kind)
@@ -195,12 +203,15 @@ def scrub_release(
         with tqdm(
             total=total, initial=already, unit="file", desc="scrub", disable=not progress
         ) as bar:
-            for result in _run(pending, job, workers):
+            for result in _run(pending, job, pool, workers):
                 journal.append(result)
                 entries += result
                 bar.update(len(result))
     finally:
-        journal.close()
+        if journal is not None:
+            journal.close()
+        if pool is not None:  # on an error or interrupt, do not wait for queued items to run
+            pool.shutdown(wait=True, cancel_futures=True)
     seconds = time.perf_counter() - started
     _remove_stale(target, previous, entries)
     manifest = write_manifest(target, header, entries)
@@ -302,23 +313,23 @@ def _set_worker_job(job: Job) -> None:
     _WORKER_JOB = job
 
 
-def _scrub_in_worker(item: ReleaseItem) -> list[FileEntry]:
+def _scrub_in_worker(items: list[ReleaseItem]) -> list[list[FileEntry]]:
     assert _WORKER_JOB is not None, "worker started without its job"
-    return scrub_item(item, _WORKER_JOB)
+    return [scrub_item(item, _WORKER_JOB) for item in items]
 
 
-def _run(items: list[ReleaseItem], job: Job, workers: int) -> Iterator[list[FileEntry]]:
-    """Scrub ``items``, yielding each item's entries as it finishes (any order with workers)."""
-    if workers <= 1:
+def _run(
+    items: list[ReleaseItem], job: Job, pool: ProcessPoolExecutor | None, workers: int
+) -> Iterator[list[FileEntry]]:
+    """Scrub ``items``, yielding each item's entries as it finishes (any order with a pool)."""
+    if pool is None:
         for item in items:
             yield scrub_item(item, job)
         return
-    # The job (key, options, possibly a model-holding pixel cleaner) is sent once per worker,
-    # not once per item.
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_set_worker_job, initargs=(job,))
-    try:
-        futures = [pool.submit(_scrub_in_worker, item) for item in items]
-        for future in as_completed(futures):
-            yield future.result()
-    finally:  # on an error or interrupt, do not wait for the queued items to run
-        pool.shutdown(wait=True, cancel_futures=True)
+    # Small batches: one round trip per batch instead of per file, while every worker still
+    # gets several batches (an even finish) and the journal keeps up with the work done.
+    size = max(1, min(16, len(items) // (4 * workers)))
+    batches = [items[i : i + size] for i in range(0, len(items), size)]
+    futures = [pool.submit(_scrub_in_worker, batch) for batch in batches]
+    for future in as_completed(futures):
+        yield from future.result()

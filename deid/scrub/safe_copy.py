@@ -132,8 +132,10 @@ def scrub_item(item: ReleaseItem, job: Job) -> list[FileEntry]:
 
 
 def _scrub_dicom(item: ReleaseItem, job: Job) -> list[FileEntry]:
-    single = len(item.paths) == 1
-    first = read_dataset(item.paths[0], pixels=single) if single else None
+    # A single file is read once: its bytes give the input hash and the dataset to scrub.
+    single = len(item.paths) == 1 and job.pixel_cleaner is None
+    data = _read_bytes(item.paths[0]) if single else None
+    first = read_dataset(item.paths[0], pixels=True, data=data) if single else None
     headers = [first] if first is not None else [read_dataset(p, pixels=False) for p in item.paths]
     reasons = [needs_quarantine(ds) for ds in headers]
     flagged = next((r for r in reasons if r), None)
@@ -141,26 +143,35 @@ def _scrub_dicom(item: ReleaseItem, job: Job) -> list[FileEntry]:
         return [
             FileEntry(
                 input_id(job.key, job.relative(path)),
-                sha256_file(path),
+                hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path),
                 "quarantined",
                 reason or SAME_SERIES,
                 "dicom",
             )
             for path, reason in zip(item.paths, reasons, strict=True)
         ]
+    if first is not None and data is not None:
+        return [_write_dicom(item.paths[0], first, job, {}, hashlib.sha256(data).hexdigest())]
     sources: dict[Path, Path] = {path: path for path in item.paths}
     metrics: dict[str, float] = {}
     if job.pixel_cleaner is not None:
         sources, metrics = _cleaned_copies(item, job)
     entries = []
     for path in item.paths:
-        ds = first if first is not None and job.pixel_cleaner is None else None
-        if ds is None:
-            ds = read_dataset(sources[path], pixels=True)
-        entries.append(_write_dicom(path, ds, job, metrics))
+        source = _read_bytes(sources[path])
+        ds = read_dataset(sources[path], pixels=True, data=source)
+        digest = hashlib.sha256(source).hexdigest() if sources[path] == path else None
+        entries.append(_write_dicom(path, ds, job, metrics, digest or sha256_file(path)))
         if sources[path] != path:
             sources[path].unlink()
     return entries
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(str(path), f"cannot be read ({exc.strerror})") from exc
 
 
 def _cleaned_copies(item: ReleaseItem, job: Job) -> tuple[dict[Path, Path], dict[str, float]]:
@@ -196,7 +207,9 @@ def cleaner_metrics(cleaner: PixelCleaner, key: str) -> dict[str, float]:
     }
 
 
-def _write_dicom(path: Path, ds: Dataset, job: Job, metrics: dict[str, float]) -> FileEntry:
+def _write_dicom(
+    path: Path, ds: Dataset, job: Job, metrics: dict[str, float], input_sha256: str
+) -> FileEntry:
     relative = job.relative(path)
     meta = getattr(ds, "file_meta", None) or {}
     for keyword in ("SOPClassUID", "SOPInstanceUID"):
@@ -216,7 +229,7 @@ def _write_dicom(path: Path, ds: Dataset, job: Job, metrics: dict[str, float]) -
     atomic_write_bytes(job.out / target, data, durable=False)  # resume re-checks hashes
     return FileEntry(
         input_id=input_id(job.key, relative),
-        input_sha256=sha256_file(path),
+        input_sha256=input_sha256,
         status="written",
         kind="dicom",
         output=target.as_posix(),
@@ -231,10 +244,7 @@ def _scrub_plain(item: ReleaseItem, job: Job) -> list[FileEntry]:
     """PNG, JPEG, TIFF or single-file NIfTI: metadata stripped, keyed name."""
     path = item.paths[0]
     relative = job.relative(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UnreadableFileError(str(path), f"cannot be read ({exc.strerror})") from exc
+    data = _read_bytes(path)
     cleaned, removed = _strip(data, item.kind, relative)  # also checks the file can be copied
     metrics: dict[str, float] = {}
     if job.pixel_cleaner is not None:
