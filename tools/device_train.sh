@@ -9,7 +9,7 @@
 # at its GPU sizes (override them as environment variables), stopped after BUDGET_S seconds so
 # that the packing still runs. OUT_DIR receives gpu.txt, train.log and results.tgz.part-*
 # (15 MiB each); join them here with `cat results.tgz.part-* | tar xzf -`, which restores
-# reid_model/weights/ and runs/device/ (logs, evaluations, model cards; no per-epoch states).
+# reid_model/weights/ and runs/device/ (logs, histories, evaluations; the weights only once).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: bash tools/device_train.sh OUT_DIR}
@@ -24,6 +24,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu
 WORKERS=${WORKERS:-14} timeout "${BUDGET_S:-480}" bash tools/train_shipped_checkpoints.sh \
   runs/device > "$OUT/train.log" 2>&1
 echo "train_shipped_checkpoints.sh exit status: $? (124: stopped at BUDGET_S)" >> "$OUT/train.log"
-tar czf /tmp/device-results.tgz --exclude='*/epochs' reid_model/weights runs/device
+tar czf /tmp/device-results.tgz --exclude='runs/device/*/epochs' --exclude='runs/device/*/model' \
+  reid_model/weights runs/device
 split -b 15m /tmp/device-results.tgz "$OUT/results.tgz.part-"
 ls -l "$OUT" >> "$OUT/train.log"
