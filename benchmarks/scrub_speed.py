@@ -1,7 +1,8 @@
 """Files per second of ``deid scrub`` (``scrub_release``), metadata only, serial vs workers.
 
 Copies pydicom's CT_small.dcm (128x128 CT, 39 kB) N times into a temporary release, each copy
-with its own patient, study, series and instance UIDs (so no two copies form a volume), then
+with its own patient, study, series and instance UIDs (so no two copies form a volume), or with
+``--series K`` as series of K slices (scrubbed as volumes), then
 times the whole ``scrub_release`` call: discovery, quarantine check, PS3.15 Basic Profile, keyed
 output names, atomic writes, input and output hashes, journal and manifest. Each setting runs
 ``--repeats`` times, interleaved, into a fresh output folder; the median and the best run are
@@ -13,7 +14,8 @@ machine, where wall-clock rates depend on the other load.
 
 Usage::
 
-    python benchmarks/scrub_speed.py [--files 400] [--workers 2] [--repeats 3] [--results PATH]
+    python benchmarks/scrub_speed.py [--files 400] [--workers 2] [--repeats 3] [--series 1]
+                                     [--results PATH]
 
 Anchor: the RSNA Anonymizer states a design goal of 10 files/s; issue 5's target is >= 200
 files/s on 2 cores for CT_small-sized files.
@@ -44,15 +46,20 @@ from deid.scrub import scrub_release  # noqa: E402
 KEY_HEX = "42" * 32
 
 
-def make_release(root: Path, files: int) -> None:
-    """``files`` copies of CT_small, each with distinct identifiers and UIDs."""
+def make_release(root: Path, files: int, per_series: int = 1) -> None:
+    """``files`` copies of CT_small with distinct instance UIDs: each its own patient and series
+    (``per_series`` 1), or ``per_series`` slices (positions 1 mm apart) per patient's series."""
     source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
     for index in range(files):
         ds = source.copy()
-        ds.PatientID = f"BENCH{index:05d}"
-        ds.PatientName = f"Bench^Patient{index}"
-        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.7.1.{index}"
-        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.9.7.2.{index}"
+        group = index // per_series
+        ds.PatientID = f"BENCH{group:05d}"
+        ds.PatientName = f"Bench^Patient{group}"
+        ds.StudyInstanceUID = f"1.2.826.0.1.3680043.9.7.1.{group}"
+        ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.9.7.2.{group}"
+        if per_series > 1:
+            ds.ImagePositionPatient = [0.0, 0.0, float(index % per_series)]
+            ds.InstanceNumber = index % per_series + 1
         ds.SOPInstanceUID = f"1.2.826.0.1.3680043.9.7.3.{index}"
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         target = root / f"patient{index % 50:02d}" / f"img{index:05d}.dcm"
@@ -84,12 +91,15 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--series", type=int, default=1, help="files per series (1: every file its own patient)"
+    )
     parser.add_argument("--results", type=Path, help="also write the table to this file")
     args = parser.parse_args()
     settings = [1, args.workers]
     with tempfile.TemporaryDirectory(prefix="scrub-speed-") as tmp:
         root = Path(tmp)
-        make_release(root / "release", args.files)
+        make_release(root / "release", args.files, args.series)
         key = root / "bench.key"
         key.write_text(KEY_HEX + "\n")
         key.chmod(0o600)
