@@ -17,7 +17,6 @@ The result depends only on the dataset, the options and the key: same inputs, sa
 from __future__ import annotations
 
 import copy
-import functools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -99,10 +98,14 @@ class ActionLog:
         return [r._asdict() for r in self.records]
 
 
-@functools.lru_cache(maxsize=65536)
+# Decided actions by (options, SOP class, multi-frame), then by tag: a release repeats the same
+# few IODs, and hashing the options once per file (not once per attribute) keeps the walk fast.
+_ACTIONS: dict[tuple[ProfileOptions, str, bool], dict[int, str]] = {}
+
+
 def _decide(tag: int, options: ProfileOptions, sop_class: str, multi_frame: bool) -> str:
     """Action for ``tag``: an enabled option's K wins over its C, which wins over the Basic
-    Profile's action resolved by IOD type. Cached: a release repeats the same few IODs."""
+    Profile's action resolved by IOD type."""
     row = row_for(tag)
     if row is None:
         raise ValueError(f"{format_tag(tag)} is not in the profile table")
@@ -130,7 +133,9 @@ class _Scrubber:
         self.patient_key = patient_id or str(ds.get("PatientName", "") or "").strip()
         self.days = shift_days(key, self.patient_key)
         self.log = ActionLog()
-        self.actions: dict[int, str] = {}
+        if len(_ACTIONS) > 256:  # odd SOP class values must not grow the cache without bound
+            _ACTIONS.clear()
+        self.actions = _ACTIONS.setdefault((options, self.sop_class, self.multi_frame), {})
 
     # -- decisions ---------------------------------------------------------------------------
 
