@@ -8,7 +8,7 @@
 # are expected in .whl/ and installed into /tmp/site. Training is tools/train_shipped_checkpoints.sh
 # at its GPU sizes (override them as environment variables), stopped after BUDGET_S seconds so
 # that the packing still runs. OUT_DIR receives gpu.txt, train.log and results.tgz.part-*
-# (15 MiB each); join them here with `cat results.tgz.part-* | tar xzf -`, which restores
+# (15 MiB each) and speed.md (the `paper` preset's embedding and training speed); join them here with `cat results.tgz.part-* | tar xzf -`, which restores
 # reid_model/weights/ and runs/device/ (logs, histories, evaluations; the weights only once).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,9 +21,13 @@ if compgen -G ".whl/*.whl" > /dev/null; then
 fi
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.txt" 2>&1
-WORKERS=${WORKERS:-14} timeout "${BUDGET_S:-480}" bash tools/train_shipped_checkpoints.sh \
+WORKERS=${WORKERS:-14} timeout "${BUDGET_S:-450}" bash tools/train_shipped_checkpoints.sh \
   runs/device > "$OUT/train.log" 2>&1
 echo "train_shipped_checkpoints.sh exit status: $? (124: stopped at BUDGET_S)" >> "$OUT/train.log"
+for bench in "embed_speed.py --batch 256" "train_speed.py --p 64 --k 4"; do
+  timeout 60 python benchmarks/$bench --preset paper --device cuda --append "$OUT/speed.md" \
+    >> "$OUT/train.log" 2>&1
+done
 tar czf /tmp/device-results.tgz --exclude='runs/device/*/epochs' --exclude='runs/device/*/model' \
   reid_model/weights runs/device
 split -b 15m /tmp/device-results.tgz "$OUT/results.tgz.part-"
