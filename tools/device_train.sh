@@ -7,9 +7,10 @@
 # Wheels the machine lacks (pydicom, kornia, open_clip_torch and their needs, for Python 3.12)
 # are expected in .whl/ and installed into /tmp/site. Training is tools/train_shipped_checkpoints.sh
 # at its GPU sizes (override them as environment variables), stopped after BUDGET_S seconds so
-# that the packing still runs. OUT_DIR receives gpu.txt, train.log and results.tgz.part-*
-# (15 MiB each) and speed.md (the `paper` preset's embedding and training speed); join them here with `cat results.tgz.part-* | tar xzf -`, which restores
-# reid_model/weights/ and runs/device/ (logs, histories, evaluations; the weights only once).
+# that the packing still runs. OUT_DIR receives gpu.txt, train.log, speed.md (the `paper`
+# preset's embedding and training speed) and results.tgz.part-* (15 MiB each); join those here
+# with `cat results.tgz.part-* | tar xzf -`, which restores reid_model/weights/ and runs/device/
+# (logs, histories, evaluations; the weights only once).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: bash tools/device_train.sh OUT_DIR}
