@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import platform
 import statistics
 import sys
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_report import command_line, machine_name, publish, sync
 from torch import Tensor
 
 from reid_model.config import load_preset
@@ -29,16 +29,11 @@ from reid_model.model import MaMI
 from reid_model.vit_lora import create_backbone
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_per_batch(fn: Callable[[], Tensor], device: torch.device) -> float:
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync(device)
     return time.perf_counter() - start
 
 
@@ -103,17 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     rates = measure(models, x, device, args.warmup, args.repeats, bf16)
     ratio = rates["MaMI"] / rates["plain ViT"]
-    if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
-    else:
-        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = machine_name(device)
     params = {
         name: sum(p.numel() for p in m.parameters()) / 1e6
         for name, m in (("MaMI", mami), ("plain ViT", plain))
     }
-    command = "python benchmarks/embed_speed.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("embed_speed.py", argv)
     lines = [
         f"### embed_speed: preset `{args.preset}`, {device.type}, batch {batch}, "
         f"{'bf16' if bf16 else 'fp32'}",
@@ -131,10 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    publish(text, args.append)
     return 0
 
 

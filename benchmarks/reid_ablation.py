@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_report import command_line, machine_name, publish
 from torch import Tensor, nn
 
 from reid_model.config import HeadConfig, ModelConfig, TrainConfig, load_preset
@@ -439,12 +440,8 @@ def budget_statement(results: list[RowResult], train_cfg: TrainConfig, args) -> 
 
 
 def machine_line(device: torch.device) -> str:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
     return (
-        f"{name}; {platform.platform()}; torch {torch.__version__}; "
+        f"{machine_name(device)}; {platform.platform()}; torch {torch.__version__}; "
         f"date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
     )
 
@@ -624,14 +621,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     log(f"test data: {len(entries)} images in {data_s:.1f} s")
 
     results = [run_row(row, model_cfg, train_cfg, test_sets, args) for row in rows]
-    command = "python benchmarks/reid_ablation.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("reid_ablation.py", argv)
     text = report(results, test_sets, model_cfg, train_cfg, args, command.strip(), data_s)
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    publish(text, args.append)
     return 0
 
 

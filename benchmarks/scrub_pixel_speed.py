@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_report import command_line, machine_name, publish, sync
 from torch import Tensor
 
 from deid.scrub.optimizer import scrub_batch
@@ -36,11 +36,6 @@ from reid_model.data import open_source
 from reid_model.evaluate import resolve_checkpoint
 from reid_model.mfm import PhantomFrozenMFM, PhantomMFMConfig, PhantomMFMNet
 from reid_model.model import MaMI
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def random_adversary(preset: str, device: torch.device, bf16: bool) -> Adversary:
@@ -59,12 +54,12 @@ def per_image_seconds(
     times = []
     for i in range(repeats + 1):
         leaf = x.clone().requires_grad_(True)
-        _sync(adversary.device)
+        sync(adversary.device)
         start = time.perf_counter()
         with adversary.autocast():
             out = fn(leaf).float().sum()
         out.backward()
-        _sync(adversary.device)
+        sync(adversary.device)
         if i:  # the first round warms up
             times.append(time.perf_counter() - start)
     return statistics.median(times) / x.shape[0]
@@ -135,10 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     batches += [rest[i : i + size] for i in range(0, len(rest), size)]
     seconds, counted = [], 0
     for i, batch in enumerate(batches):
-        _sync(device)
+        sync(device)
         start = time.perf_counter()
         scrub_batch(batch, modality, adversary, settings, torch.Generator().manual_seed(i))
-        _sync(device)
+        sync(device)
         if i:
             seconds.append((time.perf_counter() - start) / len(batch))
             counted += len(batch)
@@ -146,14 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     batch = args.batch or (128 if device.type == "cuda" else 8)
     roof = roofline(adversary, settings.eot_samples, settings.steps, batch, args.repeats)
     ratio = rate / roof["roofline_images_per_s"]
-    if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
-    else:
-        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = machine_name(device)
     shape = "x".join(str(n) for n in images[0][0].shape)
-    command = "python benchmarks/scrub_pixel_speed.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("scrub_pixel_speed.py", argv)
     mfm_rate = roof["mfm_images_per_s"]
     lines = [
         f"### scrub_pixel_speed: {args.strength} (eps {settings.epsilon}, {settings.steps} steps, "
@@ -177,10 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    publish(text, args.append)
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import platform
 import resource
 import statistics
 import sys
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bench_report import command_line, machine_name, publish, sync
 from torch import Tensor, nn
 
 from reid_model.config import load_preset
@@ -48,11 +48,6 @@ class PlainReid(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         feat = self.backbone(x)
         return feat, self.classifier(self.neck(feat))
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def step_fn(
@@ -129,21 +124,20 @@ def main(argv: list[str] | None = None) -> int:
         for name, step in steps.items():
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             step()
-            _sync(device)
+            sync(device)
             if round_ >= args.warmup:
                 times[name].append(time.perf_counter() - start)
             if device.type == "cuda":
                 peaks[name] = max(peaks.get(name, 0.0), torch.cuda.max_memory_allocated(device))
     rates = {name: batch / statistics.median(t) for name, t in times.items()}
     ratio = rates["MaMI"] / rates["plain ViT"]
+    machine = machine_name(device)
     if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
         memory = {name: f"{peaks[name] / 2**30:.2f} GiB" for name in steps}
     else:
-        machine = f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
         memory = {name: f"process {rss:.2f} GiB" for name in steps}
     trainable = {
@@ -151,9 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, m in (("MaMI", mami), ("plain ViT", plain))
     }
     mfm = ", ".join(cfg.mfm) if cfg.mfm and cfg.head.align != "none" else "none"
-    command = "python benchmarks/train_speed.py " + " ".join(
-        argv if argv is not None else sys.argv[1:]
-    )
+    command = command_line("train_speed.py", argv)
     lines = [
         f"### train_speed: preset `{args.preset}`, {device.type}, batch {p} x {args.k}, "
         f"{'bf16' if bf16 else 'fp32'}",
@@ -176,10 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.append is not None:
-        with args.append.open("a", encoding="utf-8") as handle:
-            handle.write(text + "\n")
+    publish(text, args.append)
     return 0
 
 

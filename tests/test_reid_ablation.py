@@ -35,6 +35,8 @@ test_spec.__test__ = False  # a helper, not a test
 
 
 def load_script():
+    if str(SCRIPT.parent) not in sys.path:  # the script imports its sibling bench_report
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("reid_ablation", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
