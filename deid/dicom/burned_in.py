@@ -20,6 +20,10 @@ _RISKY_MODALITIES = {
 }
 
 
+# Everything needs_quarantine reads: a header read can be limited to these.
+QUARANTINE_KEYWORDS = ("BurnedInAnnotation", "SOPClassUID", "ConversionType", "Modality")
+
+
 def needs_quarantine(ds: pydicom.Dataset) -> str | None:
     """Reason why ``ds`` may carry burned-in text, or None.
 

@@ -17,7 +17,7 @@ import numpy as np
 from pydicom import dcmwrite
 from pydicom.dataset import Dataset
 
-from deid.dicom.burned_in import needs_quarantine
+from deid.dicom.burned_in import QUARANTINE_KEYWORDS, needs_quarantine
 from deid.dicom.options import ProfileOptions
 from deid.dicom.profile import deidentify
 from deid.errors import UnreadableFileError
@@ -136,7 +136,11 @@ def _scrub_dicom(item: ReleaseItem, job: Job) -> list[FileEntry]:
     single = len(item.paths) == 1 and job.pixel_cleaner is None
     data = _read_bytes(item.paths[0]) if single else None
     first = read_dataset(item.paths[0], pixels=True, data=data) if single else None
-    headers = [first] if first is not None else [read_dataset(p, pixels=False) for p in item.paths]
+    headers = (
+        [first]
+        if first is not None
+        else [read_dataset(p, pixels=False, tags=QUARANTINE_KEYWORDS) for p in item.paths]
+    )
     reasons = [needs_quarantine(ds) for ds in headers]
     flagged = next((r for r in reasons if r), None)
     if flagged and not job.allow_burned_in:
