@@ -85,6 +85,9 @@ class BackboneConfig:
     mlp_ratio: float = 4.0  # FFN hidden width = mlp_ratio * D
     init: str = "random"  # "random" or a local OpenAI/open_clip checkpoint file to start from
     act: Literal["gelu", "quick_gelu"] = "gelu"  # OpenAI CLIP weights use quick_gelu
+    # "patch": one linear map per patch (CLIP); "conv": stride-2 3x3 convolutions down to the same
+    # token grid, which trains much faster from random weights on small data
+    stem: Literal["patch", "conv"] = "patch"
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -107,6 +110,18 @@ class BackboneConfig:
                 f"num_heads {self.num_heads}."
             )
         _check_choice("BackboneConfig", "act", self.act, ("gelu", "quick_gelu"))
+        _check_choice("BackboneConfig", "stem", self.stem, ("patch", "conv"))
+        if self.stem == "conv":
+            if self.patch_size < 4 or self.patch_size & (self.patch_size - 1):
+                raise InputError(
+                    "BackboneConfig: the conv stem needs a power-of-two patch_size of at least "
+                    f"4, got {self.patch_size}."
+                )
+            if self.init != "random":
+                raise InputError(
+                    "BackboneConfig: CLIP weights have a patch stem; use stem 'patch' with "
+                    f"init {self.init!r}."
+                )
 
     @property
     def grid_size(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from timm.layers import resample_abs_pos_embed
+from timm.layers import PatchEmbed, resample_abs_pos_embed
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
@@ -59,6 +59,47 @@ class PerSampleLoRALinear(nn.Linear):
         return out.baddbmm_(low, b.transpose(1, 2).to(out.dtype))
 
 
+class ConvStem(nn.Module):
+    """Convolutional patch embedding (Xiao et al. 2021, "Early convolutions help transformers
+    see better"): log2(patch) stride-2 3x3 convolutions with batch norm and ReLU, widening to
+    ``embed_dim``, then a 1x1 projection. Same token grid and output (B, T, D) as timm's
+    ``PatchEmbed``, whose attributes the ViT reads are mirrored here."""
+
+    dynamic_img_pad = False
+
+    def __init__(
+        self, img_size: int, patch_size: int, in_chans: int = 3, embed_dim: int = 768, **_: object
+    ) -> None:
+        super().__init__()
+        side = img_size if isinstance(img_size, int) else img_size[0]
+        self.img_size = (side, side)
+        self.patch_size = (patch_size, patch_size)
+        self.grid_size = (side // patch_size, side // patch_size)
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        layers: list[nn.Module] = []
+        steps = patch_size.bit_length() - 1
+        width = in_chans
+        for i in range(steps):
+            out = max(embed_dim >> (steps - 1 - i), 8)
+            layers += [
+                nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
+                nn.BatchNorm2d(out),
+                nn.ReLU(inplace=True),
+            ]
+            width = out
+        layers.append(nn.Conv2d(width, embed_dim, 1))
+        self.proj = nn.Sequential(*layers)
+
+    def feat_ratio(self, as_scalar: bool = True) -> int | tuple[int, int]:
+        return self.patch_size[0] if as_scalar else self.patch_size
+
+    def dynamic_feat_size(self, img_size: tuple[int, int]) -> tuple[int, int]:
+        return self.grid_size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
 def create_backbone(cfg: BackboneConfig) -> VisionTransformer:
     """Build the CLIP-layout ViT of ``cfg`` (class token, pre-norm, no head) and load its init.
 
@@ -87,6 +128,7 @@ def create_backbone(cfg: BackboneConfig) -> VisionTransformer:
         pre_norm=True,  # CLIP's ln_pre; also removes the patch-embedding bias, as in CLIP
         norm_layer=nn.LayerNorm,  # eps 1e-5, as CLIP
         act_layer=cfg.act,
+        embed_layer=ConvStem if cfg.stem == "conv" else PatchEmbed,
     )
     if cfg.init != "random":
         load_openclip_visual(vit, Path(cfg.init))

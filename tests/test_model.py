@@ -179,3 +179,22 @@ def test_fc2_target_is_supported(cfg):
     mlp_hidden = int(cfg.backbone.embed_dim * cfg.backbone.mlp_ratio)
     assert compa.factors["fc2"][1].shape[-2:] == (cfg.backbone.embed_dim, cfg.compa.lora_rank)
     assert compa.factors["fc2"][0].shape[-1] == mlp_hidden
+
+
+def test_conv_stem_keeps_the_token_grid_and_trains(cfg):
+    conv = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, stem="conv"))
+    model = MaMI(conv, num_classes=3)
+    stem = model.backbone.patch_embed
+    assert any(isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2) for m in stem.modules())
+    tokens = stem(_images(2))
+    assert tokens.shape == (2, conv.backbone.grid_size**2, conv.backbone.embed_dim)
+    out = model(_images(2))
+    out["logits"].sum().backward()
+    assert all(p.grad is not None for p in stem.parameters())
+
+
+def test_conv_stem_rejects_clip_weights_and_odd_patch_sizes(cfg):
+    with pytest.raises(InputError, match="power-of-two"):
+        dataclasses.replace(cfg.backbone, stem="conv", patch_size=6, img_size=36)
+    with pytest.raises(InputError, match="patch stem"):
+        dataclasses.replace(cfg.backbone, stem="conv", init="/weights/clip.safetensors")
