@@ -60,10 +60,11 @@ class PerSampleLoRALinear(nn.Linear):
 
 
 class ConvStem(nn.Module):
-    """Convolutional patch embedding (Xiao et al. 2021, "Early convolutions help transformers
-    see better"): log2(patch) stride-2 3x3 convolutions with batch norm and ReLU, widening to
-    ``embed_dim``, then a 1x1 projection. Same token grid and output (B, T, D) as timm's
-    ``PatchEmbed``, whose attributes the ViT reads are mirrored here."""
+    """Convolutional patch embedding (after Xiao et al. 2021, "Early convolutions help
+    transformers see better"): log2(patch) stages of a stride-2 and a stride-1 3x3 convolution,
+    each with batch norm and ReLU, widening to ``embed_dim``, then a 1x1 projection. Same token
+    grid and output (B, T, D) as timm's ``PatchEmbed``, whose attributes the ViT reads are
+    mirrored here."""
 
     dynamic_img_pad = False
 
@@ -81,11 +82,12 @@ class ConvStem(nn.Module):
         width = in_chans
         for i in range(steps):
             out = max(embed_dim >> (steps - 1 - i), 8)
-            layers += [
-                nn.Conv2d(width, out, 3, stride=2, padding=1, bias=False),
-                nn.BatchNorm2d(out),
-                nn.ReLU(inplace=True),
-            ]
+            for stride, source in ((2, width), (1, out)):
+                layers += [
+                    nn.Conv2d(source, out, 3, stride=stride, padding=1, bias=False),
+                    nn.BatchNorm2d(out),
+                    nn.ReLU(inplace=True),
+                ]
             width = out
         layers.append(nn.Conv2d(width, embed_dim, 1))
         self.proj = nn.Sequential(*layers)
