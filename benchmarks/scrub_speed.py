@@ -2,15 +2,14 @@
 
 Copies pydicom's CT_small.dcm (128x128 CT, 39 kB) N times into a temporary release, each copy
 with its own patient, study, series and instance UIDs (so no two copies form a volume), or with
-``--series K`` as series of K slices (scrubbed as volumes), then
-times the whole ``scrub_release`` call: discovery, quarantine check, PS3.15 Basic Profile, keyed
-output names, atomic writes, input and output hashes, journal and manifest. Each setting runs
-``--repeats`` times, interleaved, into a fresh output folder; the median and the best run are
-reported (on a virtual machine whose host is busy, the same pure-Python loop can take 1.7x as
-long from one minute to the next: the best run is the closest to what the software does on
-free cores, the median to what a user on a shared host sees). Files per
-CPU-second (this process plus its workers) says what free cores would deliver on a shared
-machine, where wall-clock rates depend on the other load.
+``--series K`` as series of K slices (scrubbed as volumes), then times the whole
+``scrub_release`` call: discovery, quarantine check, PS3.15 Basic Profile, keyed output names,
+atomic writes, input and output hashes, journal and manifest. Each setting runs ``--repeats``
+times, interleaved, into a fresh output folder; the median and the best run are reported (on a
+virtual machine whose host is busy, rates drift from one minute to the next: the best run is
+the closest to what the software does on free cores, the median to what a user on a shared host
+sees). Files per CPU-second (this process plus its workers) says what free cores would deliver
+on a shared machine, where wall-clock rates depend on the other load.
 
 Usage::
 

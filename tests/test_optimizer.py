@@ -233,36 +233,28 @@ def test_batch_shares_passes_but_keeps_each_image_its_own(adversary: Adversary) 
         assert metrics.reid_similarity_after < 1.0
     np.testing.assert_array_equal(results[2][0], images[2])
     # an image's own gradient does not depend on its batch-mate
+    still = settings_for(
+        "medium",
+        steps=2,
+        eot_samples=1,
+        blur_sigma=0.0,
+        noise_std=0.0,
+        shift=0.0,
+        rotation_deg=0.0,
+        rescale=0.0,
+    )
     alone = scrub_pixels(
         images[0],
         "DX",
         adversary,
-        settings_for(
-            "medium",
-            steps=2,
-            eot_samples=1,
-            blur_sigma=0.0,
-            noise_std=0.0,
-            shift=0.0,
-            rotation_deg=0.0,
-            rescale=0.0,
-        ),
+        still,
         torch.Generator(),
     )[0]
     paired = scrub_batch(
         images[:2],
         "DX",
         adversary,
-        settings_for(
-            "medium",
-            steps=2,
-            eot_samples=1,
-            blur_sigma=0.0,
-            noise_std=0.0,
-            shift=0.0,
-            rotation_deg=0.0,
-            rescale=0.0,
-        ),
+        still,
         torch.Generator(),
     )[0][0]
     # (sign steps flip where a gradient is ~0 and batched float sums differ in the last bits)
