@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import PatchEmbed
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
@@ -35,7 +36,7 @@ from reid_model.checkpoint import (
     write_weights_dir,
 )
 from reid_model.config import CLIP_MEAN, CLIP_STD, PreprocessConfig, from_plain_dict, to_plain_dict
-from reid_model.vit_lora import read_state_dict
+from reid_model.vit_lora import ConvStem, read_state_dict
 
 PHANTOM_MFM_DIR = Path(__file__).resolve().parent / "weights" / "phantom-mfm"
 
@@ -54,8 +55,18 @@ class PhantomMFMConfig:
     embed_dim: int = 128
     depth: int = 4
     num_heads: int = 4
+    stem: str = "patch"  # "patch" (linear patch embedding) or "conv" (see vit_lora.ConvStem)
     mean: tuple[float, ...] = CLIP_MEAN
     std: tuple[float, ...] = CLIP_STD
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("patch", "conv"):
+            raise InputError(f"PhantomMFMConfig: stem must be 'patch' or 'conv', not {self.stem!r}.")
+        if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
+            raise InputError(
+                "PhantomMFMConfig: the conv stem needs a power-of-two patch_size of at least 2, "
+                f"not {self.patch_size}."
+            )
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PhantomMFMConfig:
@@ -66,7 +77,8 @@ class PhantomMFMConfig:
 
 
 class PhantomMFMNet(nn.Module):
-    """Small ViT encoder with a findings head (multi-label) and a modality head.
+    """Small ViT encoder (patch or convolutional stem) with a findings head (multi-label) and a
+    modality head.
 
     ``forward`` takes images normalised with ``cfg.mean``/``cfg.std`` at ``cfg.img_size`` and
     returns ``{"findings_logits": (B, F), "modality_logits": (B, M), "tokens": (B, T, D)}``.
@@ -84,6 +96,7 @@ class PhantomMFMNet(nn.Module):
             depth=cfg.depth,
             num_heads=cfg.num_heads,
             class_token=False,
+            embed_layer=ConvStem if cfg.stem == "conv" else PatchEmbed,
         )
         self.findings_head = nn.Linear(cfg.embed_dim, len(cfg.findings))
         self.modality_head = nn.Linear(cfg.embed_dim, len(cfg.modalities))

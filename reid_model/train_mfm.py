@@ -58,6 +58,7 @@ class AuxTrainConfig:
     embed_dim: int = 128
     depth: int = 4
     num_heads: int = 4
+    stem: str = "patch"
 
 
 # per preset name; the diagnosis model uses another seed than the MFM by default
@@ -416,6 +417,7 @@ def _build(
             embed_dim=cfg.embed_dim,
             depth=cfg.depth,
             num_heads=cfg.num_heads,
+            stem=cfg.stem,
         )
     )
 

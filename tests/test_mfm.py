@@ -61,7 +61,9 @@ def save_tiny_open_clip_dir(folder: Path, seed: int = 0) -> torch.nn.Module:
     return model
 
 
-def save_tiny_phantom_mfm(folder: Path, seed: int = 0, embed_dim: int = 24) -> PhantomMFMNet:
+def save_tiny_phantom_mfm(
+    folder: Path, seed: int = 0, embed_dim: int = 24, stem: str = "patch"
+) -> PhantomMFMNet:
     torch.manual_seed(seed)
     net = PhantomMFMNet(
         PhantomMFMConfig(
@@ -72,6 +74,7 @@ def save_tiny_phantom_mfm(folder: Path, seed: int = 0, embed_dim: int = 24) -> P
             embed_dim=embed_dim,
             depth=1,
             num_heads=2,
+            stem=stem,
         )
     )
     save_phantom_mfm(folder, net.eval(), extra={"note": "random"})
@@ -95,8 +98,9 @@ def _renormalised(x, src: PreprocessConfig, mean, std):
 # ---------------------------------------------------------------- phantom MFM
 
 
-def test_phantom_mfm_round_trip_and_heads(tmp_path):
-    net = save_tiny_phantom_mfm(tmp_path / "mfm")
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_phantom_mfm_round_trip_and_heads(tmp_path, stem):
+    net = save_tiny_phantom_mfm(tmp_path / "mfm", stem=stem)
     loaded = load_phantom_mfm(tmp_path / "mfm")
     x = torch.randn(2, 3, 16, 16)
     out, ref = loaded(x), net(x)
@@ -104,6 +108,15 @@ def test_phantom_mfm_round_trip_and_heads(tmp_path):
     assert out["tokens"].shape == (2, 16, 24)
     for key in out:
         torch.testing.assert_close(out[key], ref[key], rtol=0, atol=0)
+
+
+def test_phantom_mfm_conv_stem_is_convolutional_and_checked(tmp_path):
+    net = save_tiny_phantom_mfm(tmp_path / "mfm", stem="conv")
+    assert any(isinstance(m, torch.nn.Conv2d) and m.stride == (2, 2) for m in net.modules())
+    with pytest.raises(InputError, match="power-of-two"):
+        PhantomMFMConfig(findings=("a",), modalities=("x",), patch_size=6, stem="conv")
+    with pytest.raises(InputError, match="stem must be"):
+        PhantomMFMConfig(findings=("a",), modalities=("x",), stem="hybrid")
 
 
 def test_missing_phantom_mfm_says_to_train_it(tmp_path, monkeypatch):
