@@ -61,7 +61,9 @@ class PhantomMFMConfig:
 
     def __post_init__(self) -> None:
         if self.stem not in ("patch", "conv"):
-            raise InputError(f"PhantomMFMConfig: stem must be 'patch' or 'conv', not {self.stem!r}.")
+            raise InputError(
+                f"PhantomMFMConfig: stem must be 'patch' or 'conv', not {self.stem!r}."
+            )
         if self.stem == "conv" and (self.patch_size < 2 or self.patch_size & (self.patch_size - 1)):
             raise InputError(
                 "PhantomMFMConfig: the conv stem needs a power-of-two patch_size of at least 2, "
