@@ -51,8 +51,18 @@ from reid_model.sampler import PKSampler
 Images = list[tuple[np.ndarray, str]]  # (pixels in modality units, modality)
 
 
-def load_split(source: ImageSource, split: str, max_images: int | None) -> tuple[list, Images]:
+def load_split(
+    source: ImageSource, split: str, max_images: int | None, patients: int | None = None
+) -> tuple[list, Images]:
+    """Entries and pixels of ``split``: the first ``max_images`` entries, or every image of the
+    first ``patients`` patients (sorted) of each dataset."""
     entries = split_entries(source, split)
+    if patients is not None:
+        by_dataset: dict[str, set[str]] = {}
+        for e in entries:
+            by_dataset.setdefault(e.dataset, set()).add(e.patient)
+        chosen = {(d, p) for d, names in by_dataset.items() for p in sorted(names)[:patients]}
+        entries = [e for e in entries if (e.dataset, e.patient) in chosen]
     if max_images is not None:
         entries = entries[:max_images]
     check_protocol(entries, split)
@@ -225,7 +235,7 @@ def run(args: argparse.Namespace) -> dict:
             row["attacker"] = judge(attacker, original, scrubbed, entries, device)
         if attacker_dir is not None and strength in args.adaptive:
             if train is None:
-                train = load_split(source, "train", args.max_images)
+                train = load_split(source, "train", args.max_images, args.adapt_patients)
             t_entries, t_images = train
             t_scrubbed, _ = scrub_all(
                 t_images, t_entries, adversary, strength, args.seed, overrides, args.batch
@@ -340,6 +350,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--strengths", type=lambda s: s.split(","), default="none,low,medium,high")
     parser.add_argument("--adaptive", type=lambda s: s.split(","), default="medium")
     parser.add_argument("--adapt-steps", type=int, default=200)
+    parser.add_argument(
+        "--adapt-patients",
+        type=int,
+        help="training patients per dataset the adaptive attacker sees scrubbed (default: all)",
+    )
     parser.add_argument("--epsilon", type=float)
     parser.add_argument("--steps", type=int)
     parser.add_argument("--eot-samples", type=int)
