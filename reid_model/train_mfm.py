@@ -76,15 +76,18 @@ AUX_PRESETS: dict[str, AuxTrainConfig] = {
         depth=1,
         num_heads=2,
     ),
+    # 128 px: at 64 px the small findings (nodules, microaneurysms) are a pixel or two wide
     "demo": AuxTrainConfig(
         epochs=12,
         batch_size=32,
         lr=1e-3,
         weight_decay=1e-4,
         warmup_epochs=1,
-        img_size=64,
-        width=24,
+        img_size=128,
+        width=16,
         seed=0,
+        patch_size=16,
+        stem="conv",
     ),
     "paper": AuxTrainConfig(
         epochs=30,
@@ -99,6 +102,7 @@ AUX_PRESETS: dict[str, AuxTrainConfig] = {
         embed_dim=256,
         depth=6,
         num_heads=4,
+        stem="conv",
     ),
 }
 

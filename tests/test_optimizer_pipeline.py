@@ -12,7 +12,7 @@ import pytest
 import torch
 from test_optimizer import _anatomy, _ct_file
 
-from deid.errors import CheckpointError, InputError
+from deid.errors import CheckpointError, InputError, OutputError
 from deid.scrub import scrub_release
 from deid.scrub.pixel_cleaner import make_pixel_cleaner
 from reid_model.checkpoint import save_checkpoint
@@ -57,6 +57,9 @@ def test_scrub_release_with_pixel_cleaner(checkpoints: tuple[Path, Path], tmp_pa
     summary = scrub_release(release, tmp_path / "out", key_file=key, pixel_cleaner=cleaner)
     assert summary.counts == {"written": 3}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    recorded = manifest["header"]["pixel_settings"]
+    assert recorded["strength"] == "custom" and recorded["steps"] == 3
+    assert recorded["epsilon"] == 0.015 and recorded["eot_samples"] == 1
     for entry in manifest["files"]:
         metrics = entry["pixel_metrics"]
         assert entry["pixels"] == "cleaned" and 0.0 < metrics["ssim"] <= 1.0
@@ -69,6 +72,34 @@ def test_scrub_release_with_pixel_cleaner(checkpoints: tuple[Path, Path], tmp_pa
             for s in (*sources, sources[0] + 5)
         ]
         assert 0 < min(diffs) <= metrics["linf"] / 2 + 0.5
+
+
+def test_resume_refuses_other_pixel_settings(
+    checkpoints: tuple[Path, Path], tmp_path: Path
+) -> None:
+    reid, mfm = checkpoints
+    release = tmp_path / "release"
+    release.mkdir()
+    _ct_file(
+        release / "ct0.dcm",
+        "P0",
+        (_anatomy(np.random.default_rng(1), (32, 32)) * 900).astype(np.uint16),
+    )
+    key = tmp_path / "k.key"
+    key.write_text("33" * 32)
+    key.chmod(0o600)
+
+    def cleaner(steps: int | None):
+        return make_pixel_cleaner(
+            [reid], strength="low", mfm_specs=[f"phantom-mfm:{mfm}"], steps=steps, eot_samples=1
+        )
+
+    scrub_release(release, tmp_path / "out", key_file=key, pixel_cleaner=cleaner(2))
+    with pytest.raises(OutputError, match="pixel_settings"):
+        scrub_release(
+            release, tmp_path / "out", key_file=key, pixel_cleaner=cleaner(3), resume=True
+        )
+    assert make_pixel_cleaner([reid], strength="low", mfm_specs=[]).describe()["strength"] == "low"
 
 
 def test_factory_reports_bad_options(checkpoints: tuple[Path, Path], tmp_path: Path) -> None:

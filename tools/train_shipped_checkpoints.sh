@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-runs}
 PATIENTS=${PATIENTS:-400}          # per dataset; 60% of them form the training split
 AUX_PATIENTS=${AUX_PATIENTS:-150}  # MFM and diagnosis models need fewer
+DIAG_DATASETS=${DIAG_DATASETS:-all}  # e.g. cxr_site_a,cxr_site_b,fundus: no volumes (CPU runs)
 VISITS=${VISITS:-4}
 EVAL_PATIENTS=${EVAL_PATIENTS:-1000}  # 20% test split: 200 test patients per dataset
 EPOCHS=${EPOCHS:-}                 # empty: the preset's epochs
@@ -21,7 +22,8 @@ DEID=${DEID:-python -m deid}
 MODELS=${MODELS:-"phantom-mfm phantom-diagnosis attacker-demo mami-demo"}
 mkdir -p "$RUNS"
 echo "PATIENTS=$PATIENTS AUX_PATIENTS=$AUX_PATIENTS VISITS=$VISITS EVAL_PATIENTS=$EVAL_PATIENTS \
-EPOCHS=$EPOCHS AUX_EPOCHS=$AUX_EPOCHS WORKERS=$WORKERS PRESET=$PRESET MODELS='$MODELS'" \
+DIAG_DATASETS=$DIAG_DATASETS EPOCHS=$EPOCHS AUX_EPOCHS=$AUX_EPOCHS WORKERS=$WORKERS PRESET=$PRESET \
+MODELS='$MODELS'" \
   > "$RUNS/settings.txt"
 want() { [[ " $MODELS " == *" $1 "* ]]; }
 epochs() { [ -n "$1" ] && echo "--epochs $1"; true; }
@@ -43,7 +45,7 @@ want phantom-mfm && { timed phantom-mfm $DEID train --task mfm --preset "$PRESET
   --data "phantom:all:$AUX_PATIENTS:$VISITS:0" --out "$RUNS/phantom-mfm" --workers "$WORKERS" \
   $(epochs "$AUX_EPOCHS") --quiet & mfm=$!; }
 want phantom-diagnosis && { timed phantom-diagnosis $DEID train --task diagnosis --preset "$PRESET" \
-  --data "phantom:all:$AUX_PATIENTS:$VISITS:3" --out "$RUNS/phantom-diagnosis" --workers 2 \
+  --data "phantom:$DIAG_DATASETS:$AUX_PATIENTS:$VISITS:3" --out "$RUNS/phantom-diagnosis" --workers 2 \
   $(epochs "$AUX_EPOCHS") --quiet & pids+=("$!:phantom-diagnosis"); }
 want attacker-demo && { timed attacker-demo $DEID train --preset attacker --data "phantom:all:$PATIENTS:$VISITS:1" \
   --seed 1 --out "$RUNS/attacker-demo" --workers "$WORKERS" $(epochs "$EPOCHS") --quiet &

@@ -87,6 +87,8 @@ class RunHeader:
     codes: tuple[str, ...]
     pixel_cleaner: str
     allow_burned_in: bool
+    # the cleaner's strength, seed and optimiser settings (its ``describe()``); {} without one
+    pixel_settings: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,6 +100,7 @@ class RunHeader:
     def from_dict(cls, data: dict[str, Any]) -> RunHeader:
         data = dict(data)
         data["options"], data["codes"] = tuple(data["options"]), tuple(data["codes"])
+        data.setdefault("pixel_settings", {})  # manifests written before it was recorded
         return cls(**data)
 
     def check_same(self, previous: RunHeader, out: Path) -> None:

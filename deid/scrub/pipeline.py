@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -174,6 +175,7 @@ def scrub_release(
         options=tuple(job.options.enabled()),
         codes=tuple(code for code, _ in job.options.cid7050_codes()),
         pixel_cleaner=_cleaner_name(pixel_cleaner),
+        pixel_settings=_cleaner_settings(pixel_cleaner),
         allow_burned_in=allow_burned_in,
     )
     previous: dict[str, FileEntry] = {}
@@ -279,6 +281,12 @@ def _cleaner_name(cleaner: PixelCleaner | None) -> str:
         return ""
     owner = cleaner if hasattr(cleaner, "__qualname__") else type(cleaner)
     return f"{owner.__module__}.{owner.__qualname__}"
+
+
+def _cleaner_settings(cleaner: PixelCleaner | None) -> dict[str, Any]:
+    """The cleaner's own description of its settings (``describe()``), if it has one."""
+    describe = getattr(cleaner, "describe", None)
+    return dict(describe()) if callable(describe) else {}
 
 
 def _finished(

@@ -113,6 +113,8 @@ class PixelScrubber:
     references
         Per-patient embeddings of the release (optional): the identity term then also pushes
         away from the patient's other images, and a decoy is used if ``lambda_decoy > 0``.
+    strength
+        Name of the strength the settings came from (recorded in the manifest), or ``custom``.
     """
 
     def __init__(
@@ -121,10 +123,16 @@ class PixelScrubber:
         settings: PixelSettings,
         seed: int = 0,
         references: ReferenceBank | None = None,
+        strength: str = "custom",
     ) -> None:
         self.adversary, self.settings, self.seed = adversary, settings, seed
         self.references = references
+        self.strength = strength
         self.metrics: dict[str, PixelMetrics] = {}
+
+    def describe(self) -> dict[str, object]:
+        """What the manifest records about this cleaner (a resumed run must match it)."""
+        return {"strength": self.strength, "seed": self.seed, **self.settings.to_dict()}
 
     def __call__(self, record: Record) -> np.ndarray:
         others = self.references.others(record) if self.references else None
@@ -192,4 +200,5 @@ def make_pixel_cleaner(
         from deid.io.discover import iter_records
 
         references = ReferenceBank.build(iter_records(Path(release)), adversary)
-    return PixelScrubber(adversary, settings, seed=seed, references=references)
+    named = strength if not any(v is not None for v in overrides.values()) else "custom"
+    return PixelScrubber(adversary, settings, seed=seed, references=references, strength=named)
