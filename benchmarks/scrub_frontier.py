@@ -262,6 +262,26 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
+def summary(result: dict) -> dict:
+    """The scrubbed rows with the run's provenance: what ``deid.scrub.frontier`` ships so the
+    scrub report can quote the measured figures of the settings it used."""
+    judges = ("whitebox", "attacker", "adaptive")
+    rows = [
+        {
+            "strength": row["strength"],
+            "settings": row["settings"],
+            "images": row["images"],
+            "rank1_chance": row["whitebox"]["rank1_chance"],
+            **{j: {m: row[j][m] for m in ("rank1", "auc")} for j in judges if j in row},
+            **{k: row[k] for k in ("diagnosis_auc_drop", "ssim", "psnr") if row.get(k) is not None},
+        }
+        for row in result["rows"]
+        if row["strength"] != "none"
+    ]
+    keys = ("command", "machine", "date", "data", "split", "reid", "attacker")
+    return {"source": {k: result[k] for k in keys}, "rows": rows}
+
+
 def _brief(row: dict) -> dict:
     keep = {k: v for k, v in row.items() if not isinstance(v, dict)}
     for judge_name in ("whitebox", "attacker", "adaptive"):
@@ -366,6 +386,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the full result as JSON")
     parser.add_argument("--plot", type=Path, help="write the frontier figure (PNG)")
     parser.add_argument("--append", type=Path, help="append a markdown record")
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        help="write the measured rows for the scrub report (deid/scrub/frontier_measured.json)",
+    )
     args = parser.parse_args(argv)
     for name in ("strengths", "adaptive"):
         if isinstance(getattr(args, name), str):
@@ -380,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
     if args.plot:
         plot(result, args.plot)
+    if args.summary:
+        args.summary.write_text(json.dumps(summary(result), indent=1) + "\n")
     text = markdown(result)
     print(text)
     if args.append:

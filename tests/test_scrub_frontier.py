@@ -13,6 +13,7 @@ import pytest
 import torch
 from phantom_cohorts import phantom_spec
 
+from deid.scrub.frontier import measured_for
 from reid_model.checkpoint import save_checkpoint
 from reid_model.config import PreprocessConfig, load_preset
 from reid_model.data import open_source, split_entries
@@ -69,6 +70,7 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
         "--out", str(tmp_path / "frontier.json"),
         "--plot", str(tmp_path / "frontier.png"),
         "--append", str(tmp_path / "record.md"),
+        "--summary", str(tmp_path / "measured.json"),
     ]  # fmt: skip
     assert script.main(argv) == 0
     result = json.loads((tmp_path / "frontier.json").read_text())
@@ -88,6 +90,12 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
     record = (tmp_path / "record.md").read_text()
     assert record.strip() in capsys.readouterr().out
     assert "| low | 0.015 | 2 |" in record
+    # the scrub report finds these measurements by the cleaner's settings
+    described = {"strength": "custom", "seed": 0, **low["settings"]}
+    quoted = measured_for(described, tmp_path / "measured.json")
+    assert quoted["adaptive"] == {k: low["adaptive"][k] for k in ("rank1", "auc")}
+    assert quoted["source"]["data"] == DATA and quoted["diagnosis_auc_drop"] == 0.0
+    assert measured_for({**described, "steps": 5}, tmp_path / "measured.json") is None
 
 
 def test_adapt_patients_keeps_whole_patients_per_dataset() -> None:

@@ -19,12 +19,13 @@ from test_score import make_checkpoint
 from test_synth_fixtures import phantom
 
 from deid.cli import main
-from deid.errors import OutputError
+from deid.errors import InputError, OutputError
 from deid.report.render import ReportPaths
 from deid.report.scrub_compare import compare_scores
 from deid.report.scrub_render import write_scrub_report
 from deid.score import ScoreOptions
-from deid.scrub import ScrubSummary, scrub_release
+from deid.scrub import ScrubSummary, frontier, scrub_release
+from deid.scrub.pixel_settings import settings_for
 from deid.scrub.report import report_scrub, scrub_side_files
 from deid.synth import phi_for, write_release
 
@@ -198,6 +199,44 @@ def test_pixel_metrics_are_summarised_and_change_the_limitations(
     assert report["pixels"]["metrics"]["psnr"]["max"] == 30.0  # infinity left out
     assert not report["limitations"][0].startswith("Pixels were not perturbed")
     assert not report["score"]["scored"]
+
+
+def test_pixel_settings_quote_the_frontier_measurement(
+    scrubbed: Scrubbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = settings_for("medium").to_dict()
+    source = {"command": "c", "machine": "m", "date": "2026-11-30 09:00 UTC"}
+    source |= {"data": "phantom:x", "split": "test", "reid": ["r"], "attacker": "a"}
+    row = {"strength": "medium", "settings": settings, "images": 10, "rank1_chance": 0.05}
+    row |= {"attacker": {"rank1": 0.1, "auc": 0.61}, "adaptive": {"rank1": 0.2, "auc": 0.73}}
+    measured = tmp_path / "measured.json"
+    measured.write_text(
+        json.dumps({"source": source, "rows": [{**row, "diagnosis_auc_drop": 0.004}]})
+    )
+    monkeypatch.setattr(frontier, "MEASURED_PATH", measured)
+
+    def report_for(pixel_settings: dict, folder: str) -> dict:
+        header = dataclasses.replace(scrubbed.summary.header, pixel_settings=pixel_settings)
+        summary = dataclasses.replace(scrubbed.summary, header=header)
+        paths = write_scrub_report(
+            summary, tmp_path / folder, input_score=None, output_score=None, command="c"
+        )
+        return json.loads(paths.json.read_text(encoding="utf-8"))
+
+    report = report_for({"strength": "medium", "seed": 3, **settings}, "measured")
+    note = next(n for n in report["limitations"] if n.startswith("Measured for these pixel"))
+    assert "AUC 0.73" in note and "rank-1 0.10 (chance 0.05)" in note and "0.004" in note
+    assert report["pixels"]["measured"]["adaptive"]["auc"] == 0.73
+    assert report["pixels"]["settings"]["seed"] == 3
+
+    other = {"strength": "custom", "seed": 0, **settings_for("medium", steps=3).to_dict()}
+    report = report_for(other, "unmeasured")
+    assert report["pixels"]["measured"] is None
+    assert any("were not measured against an adaptive attacker" in n for n in report["limitations"])
+
+    measured.write_text("{}")
+    with pytest.raises(InputError, match="not a frontier summary"):
+        frontier.measured_for(settings)
 
 
 def test_compare_judges_only_rows_where_lower_is_safer() -> None:

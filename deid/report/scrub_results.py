@@ -52,8 +52,10 @@ class MetricSummary(TypedDict):
 
 class PixelSection(TypedDict):
     cleaner: str  # "" when no pixel cleaner ran
+    settings: dict[str, Any]  # the cleaner's strength, seed and optimiser settings
     status_counts: dict[str, int]  # unchanged / lossless / cleaned -> written files
     metrics: dict[str, MetricSummary]  # per metric the pixel cleaner recorded
+    measured: dict[str, Any] | None  # the frontier benchmark's figures for these settings
 
 
 class ProblemRow(TypedDict):
@@ -123,8 +125,17 @@ def _pixels(summary: ScrubSummary) -> PixelSection:
         for name, found in sorted(values.items())
         if (finite := [v for v in found if abs(v) != float("inf") and v == v])
     }
-    cleaner = summary.header.pixel_cleaner if summary.header is not None else ""
-    return {"cleaner": cleaner, "status_counts": dict(sorted(statuses.items())), "metrics": metrics}
+    from deid.scrub.frontier import measured_for
+
+    header = summary.header
+    settings = dict(header.pixel_settings) if header is not None else {}
+    return {
+        "cleaner": header.pixel_cleaner if header is not None else "",
+        "settings": settings,
+        "status_counts": dict(sorted(statuses.items())),
+        "metrics": metrics,
+        "measured": measured_for(settings),
+    }
 
 
 def _problems(summary: ScrubSummary) -> list[ProblemRow]:
@@ -174,6 +185,8 @@ def _limitations(
         "uses more or other outside data, can link more records than measured here; treat the "
         "figures after the scrub as a lower bound on linkability."
     )
+    if pixels["settings"]:
+        notes.append(_adaptive_note(pixels["settings"], pixels["measured"]))
     checkpoint = score["checkpoint"] or {}
     trained_on = str(checkpoint.get("trained_on") or "")
     if "phantom" in trained_on.lower():
@@ -198,6 +211,33 @@ def _limitations(
         "and unusual private tags can slip through; inspect a sample of the safe copy."
     )
     return notes
+
+
+def _adaptive_note(settings: Mapping[str, Any], measured: Mapping[str, Any] | None) -> str:
+    """What the frontier benchmark measured for these pixel settings, or that it did not."""
+    name = settings.get("strength", "custom")
+    if measured is None or "adaptive" not in measured:
+        return (
+            f"The pixel settings of this scrub (strength {name}) were not measured against an "
+            "adaptive attacker; run benchmarks/scrub_frontier.py with them before relying on "
+            "the pixel scrub."
+        )
+    source = measured["source"]
+    text = (
+        f"Measured for these pixel settings (strength {name}) on {source['data']}, "
+        f"{source['split']} split ({source['date']}): an adaptive attacker, the independent "
+        "attacker fine-tuned on scrubbed images, reached verification AUC "
+        f"{measured['adaptive']['auc']:.2f} (0.5 is chance; the goal is at most 0.70)"
+    )
+    if "attacker" in measured:
+        text += (
+            f"; the independent attacker without fine-tuning reached rank-1 "
+            f"{measured['attacker']['rank1']:.2f} (chance {measured['rank1_chance']:.2f}) and "
+            f"AUC {measured['attacker']['auc']:.2f}"
+        )
+    if "diagnosis_auc_drop" in measured:
+        text += f"; the diagnosis model's AUC fell by {measured['diagnosis_auc_drop']:.3f}"
+    return text + ". Phantom figures; see benchmarks/RESULTS.md."
 
 
 def scrub_results(
