@@ -228,6 +228,8 @@ def test_pixel_settings_quote_the_frontier_measurement(
     assert "AUC 0.73" in note and "rank-1 0.10 (chance 0.05)" in note and "0.004" in note
     assert report["pixels"]["measured"]["adaptive"]["auc"] == 0.73
     assert report["pixels"]["settings"]["seed"] == 3
+    html = (tmp_path / "measured" / "report.html").read_text(encoding="utf-8")
+    assert "strength medium: ε 0.03 (L∞, [0, 1] scale), 20 steps" in html
 
     other = {"strength": "custom", "seed": 0, **settings_for("medium", steps=3).to_dict()}
     report = report_for(other, "unmeasured")
