@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from click.testing import CliRunner
 from test_score import make_checkpoint
 
@@ -17,6 +18,7 @@ PATIENTS = next(i for i in range(1000) if split_of(i, 0) == "test") + 1
 
 def test_demo_writes_a_release_and_its_report(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # keep the embedding cache here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the default on a CPU
     checkpoint = make_checkpoint(tmp_path / "ckpt")
     result = CliRunner().invoke(
         demo,
@@ -58,6 +60,25 @@ def test_demo_writes_a_release_and_its_report(tmp_path: Path, monkeypatch) -> No
     }
     assert results["metadata"]["direct_identifier_files"] > 0  # synth writes fake PHI
     assert any((tmp_path / "cache").rglob("*.npz"))
+    manifest = json.loads((tmp_path / "demo" / "release-scrubbed" / "manifest.json").read_text())
+    assert {e["pixels"] for e in manifest["files"]} == {"unchanged"}  # no GPU: metadata only
+    assert "--no-pixels" in (tmp_path / "demo" / "scrub-report" / "report.html").read_text()
+
+
+def test_demo_with_pixels_perturbs_every_image(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = make_checkpoint(tmp_path / "ckpt")
+    args = [str(tmp_path / "demo"), "--patients", str(PATIENTS), "--visits", "2"]
+    args += ["--checkpoint", str(checkpoint), "--pixels", "--strength", "low", "--quiet"]
+    result = CliRunner().invoke(demo, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "demo" / "release-scrubbed" / "manifest.json").read_text())
+    written = [e for e in manifest["files"] if e["status"] == "written"]
+    assert written and {e["pixels"] for e in written} == {"cleaned"}
+    assert all(0.0 < e["pixel_metrics"]["ssim"] <= 1.0 for e in written)
+    assert manifest["header"]["pixel_settings"]["strength"] == "low"
+    report = json.loads((tmp_path / "demo" / "scrub-report" / "report.json").read_text())
+    assert "113101" in report["run"]["cid7050_codes"]  # Clean Pixel Data
 
 
 def test_demo_refuses_to_overwrite_an_earlier_run(tmp_path: Path) -> None:

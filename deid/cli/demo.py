@@ -34,6 +34,19 @@ DEFAULT_DIR = Path("deid-demo")
     type=click.Path(path_type=Path),
     help="Re-identifier checkpoint. [default: the shipped mami-demo]",
 )
+@click.option(
+    "--pixels/--no-pixels",
+    default=None,
+    help="Also perturb the pixels against the re-identifier (the pixel scrub of `deid scrub`). "
+    "[default: on with a CUDA GPU; off on a CPU, where phantom volumes take about a minute each]",
+)
+@click.option(
+    "--strength",
+    type=click.Choice(["low", "medium", "high"]),
+    default="medium",
+    show_default=True,
+    help="Pixel scrub strength (with --pixels).",
+)
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a DIRECTORY that holds an earlier demo.")
@@ -44,6 +57,8 @@ def demo(
     patients: int,
     visits: int,
     checkpoint: Path | None,
+    pixels: bool | None,
+    strength: str,
     workers: int,
     seed: int,
     overwrite: bool,
@@ -53,10 +68,13 @@ def demo(
     scrub it, score the safe copy, and print where the reports are (the scrub report puts the
     two scores side by side).
 
-    Test-split patients only: the shipped checkpoint never saw them in training. The demo's
-    scrub is PS3.15 metadata de-identification only: the pixel optimisation of `deid scrub`
-    takes about a minute per image on a CPU, too long for a demo.
+    Test-split patients only: the shipped checkpoint never saw them in training. The scrub is
+    PS3.15 metadata de-identification, plus the pixel scrub of `deid scrub` with --pixels (the
+    default when a CUDA GPU is present).
     """
+    import torch
+
+    from deid.cli.scrub import _pixel_cleaner
     from deid.report.scrub_render import write_scrub_report
     from deid.score import ScoreOptions, score_release
     from deid.scrub import scrub_release
@@ -94,9 +112,24 @@ def demo(
         )
 
     before = run_score(release, summary.truth, "2/4 score the release, with its answer key")
-    say(f"3/4 scrub: PS3.15 de-identification into {scrubbed}")
+    if pixels is None:
+        pixels = torch.cuda.is_available()
+    cleaner = None
+    if pixels:
+        say(f"3/4 scrub: PS3.15 de-identification and pixel scrub ({strength}) into {scrubbed}")
+        adversary = (str(checkpoint),) if checkpoint else ()
+        cleaner = _pixel_cleaner(adversary, strength, None, None, "auto", release)
+    else:
+        say(
+            f"3/4 scrub: PS3.15 de-identification (pixels kept: --pixels adds them) into {scrubbed}"
+        )
     scrub_summary = scrub_release(
-        release, scrubbed, overwrite=overwrite, workers=max(1, workers), progress=not quiet
+        release,
+        scrubbed,
+        overwrite=overwrite,
+        workers=max(1, workers),
+        pixel_cleaner=cleaner,
+        progress=not quiet,
     )
     # the scrub renames files, so the answer key no longer applies; keyed pseudonyms keep one
     # patient under one ID, and the score uses those as identities
@@ -117,6 +150,7 @@ def demo(
             ["deid", "demo", str(folder), "--patients", str(patients), "--visits", str(visits)]
             + ["--seed", str(seed)]
             + (["--checkpoint", str(checkpoint)] if checkpoint else [])
+            + (["--pixels", "--strength", strength] if pixels else ["--no-pixels"])
         ),
         score_reports={"input": before.paths.html, "output": after.paths.html},
     )
