@@ -23,7 +23,11 @@ from reid_model.model import build_model
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("ckpt")
+    return save_tiny_adversary(tmp_path_factory.mktemp("ckpt"))
+
+
+def save_tiny_adversary(root: Path) -> tuple[Path, Path]:
+    """A random ``test``-preset re-identifier and a tiny phantom MFM: (reid, mfm) folders."""
     cfg, _ = load_preset("test")
     torch.manual_seed(0)
     save_checkpoint(root / "reid", build_model(cfg, with_mfm=False), cfg)

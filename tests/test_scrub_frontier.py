@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 from phantom_cohorts import phantom_spec
+from test_optimizer_pipeline import save_tiny_adversary
 
 from deid.scrub.frontier import measured_for
 from reid_model.checkpoint import save_checkpoint
 from reid_model.config import PreprocessConfig, load_preset
 from reid_model.data import open_source, split_entries
-from reid_model.mfm import PhantomMFMConfig, PhantomMFMNet, save_phantom_mfm
 from reid_model.model import build_model
 from reid_model.train_mfm import DiagnosisNet, save_diagnosis
 
@@ -40,16 +40,15 @@ def load_script():
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The pixel-scrub test models, plus an attacker and a diagnosis model (random weights)."""
     root = tmp_path_factory.mktemp("frontier-models")
+    reid, mfm = save_tiny_adversary(root)
     cfg, _ = load_preset("test")
-    torch.manual_seed(0)
-    save_checkpoint(root / "reid", build_model(cfg, with_mfm=False), cfg)
+    torch.manual_seed(1)
     save_checkpoint(root / "attacker", build_model(cfg, with_mfm=False), cfg)
-    mfm_cfg = PhantomMFMConfig(findings=("a",), modalities=("x",), img_size=32, depth=1)
-    save_phantom_mfm(root / "mfm", PhantomMFMNet(mfm_cfg))
     findings = ("opacity", "nodule", "cardiomegaly", "effusion", "exudates", "haemorrhages")
     save_diagnosis(root / "diag", DiagnosisNet(findings, 4), PreprocessConfig(img_size=32), {})
-    return {name: root / name for name in ("reid", "attacker", "mfm", "diag")}
+    return {"reid": reid, "mfm": mfm, "attacker": root / "attacker", "diag": root / "diag"}
 
 
 def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, capsys) -> None:
