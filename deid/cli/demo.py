@@ -38,7 +38,7 @@ DEFAULT_DIR = Path("deid-demo")
     "--pixels/--no-pixels",
     default=None,
     help="Also perturb the pixels against the re-identifier (the pixel scrub of `deid scrub`). "
-    "[default: on with a CUDA GPU; off on a CPU, where phantom volumes take about a minute each]",
+    "[default: on with a CUDA GPU; off on a CPU, where a phantom CT volume takes about 30 s]",
 )
 @click.option(
     "--strength",
