@@ -137,6 +137,22 @@ def test_mfm_weight_keeps_mfm_features(adversary: Adversary) -> None:
     assert sims[1] > sims[0]
 
 
+def test_ssim_floor_lets_the_perturbation_use_its_budget(adversary: Adversary) -> None:
+    # 1 - SSIM pins a small perturbation near zero; a floor frees it down to that SSIM
+    image = _anatomy(np.random.default_rng(9), (48, 48)).astype(np.float32) * 4000
+    out = {}
+    for floor in (1.0, 0.9):
+        settings = settings_for("medium", steps=10, eot_samples=1, lambda_mfm=0.0, ssim_floor=floor)
+        out[floor] = scrub_pixels(
+            image, "DX", adversary, settings, torch.Generator().manual_seed(0)
+        )
+    (pinned, pinned_m), (free, free_m) = out[1.0], out[0.9]
+    assert np.abs(free - image).mean() > 2 * np.abs(pinned - image).mean()
+    assert pinned_m.ssim > free_m.ssim >= 0.85  # the floor holds, give or take a step
+    with pytest.raises(InputError, match="ssim_floor"):
+        PixelSettings(ssim_floor=0.0)
+
+
 def test_same_seed_same_output_other_seed_other_output(adversary: Adversary) -> None:
     image = _anatomy(np.random.default_rng(2), (32, 32)).astype(np.float32) * 255
     settings = settings_for("medium", **FAST)

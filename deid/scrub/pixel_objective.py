@@ -100,5 +100,13 @@ def objective(
         ]
         loss = loss + settings.lambda_mfm * b * (1.0 - torch.stack(sims).mean())
     if settings.lambda_vis > 0:
-        loss = loss + settings.lambda_vis * b * (1.0 - ssim(picked.float(), picked0))
+        # per item: a batch mean would let one image fall far below the floor
+        n = len(part)
+        per_item = torch.stack(
+            [
+                ssim(picked[k * n : (k + 1) * n].float(), picked0[k * n : (k + 1) * n])
+                for k in range(b)
+            ]
+        )
+        loss = loss + settings.lambda_vis * torch.relu(settings.ssim_floor - per_item).sum()
     return loss

@@ -29,7 +29,11 @@ class PixelSettings:
     lambda_mfm
         Weight of the frozen-MFM feature distance (keeps the diagnostic content).
     lambda_vis
-        Weight of ``1 - SSIM`` against the original.
+        Weight of ``max(0, ssim_floor - SSIM)`` against the original.
+    ssim_floor
+        SSIM the visual term defends; above it the perturbation is free. 1.0 penalises every
+        change (``1 - SSIM``), which pins small perturbations at zero: near the original the
+        identity term's gradient vanishes while the SSIM term's does not.
     lambda_decoy
         Weight of the pull toward a far decoy identity (0: no decoy).
     eot_samples
@@ -50,6 +54,7 @@ class PixelSettings:
     random_start: float = 0.1
     lambda_mfm: float = 1.0
     lambda_vis: float = 1.0
+    ssim_floor: float = 1.0
     lambda_decoy: float = 0.0
     eot_samples: int = 4
     quality_slices: int = 4
@@ -68,6 +73,8 @@ class PixelSettings:
                 "steps, eot_samples, quality_slices and slice_chunk must be >= 1, got "
                 f"{self.steps}, {self.eot_samples}, {self.quality_slices}, {self.slice_chunk}."
             )
+        if not 0.0 < self.ssim_floor <= 1.0:
+            raise InputError(f"ssim_floor must be in (0, 1], got {self.ssim_floor}.")
         if self.random_start > 1.0:
             raise InputError(f"random_start must be at most 1, got {self.random_start}.")
         negative = [
@@ -82,12 +89,31 @@ class PixelSettings:
         return dataclasses.asdict(self)
 
 
-# (epsilon, steps, lambda_mfm, lambda_vis) per strength. Placeholders until the frontier
-# benchmark (benchmarks/scrub_frontier.py) picks them on the shipped checkpoints.
+# (epsilon, steps, lambda_mfm, lambda_vis, ssim_floor) per strength; what each does against
+# the shipped checkpoints is measured by benchmarks/scrub_frontier.py (benchmarks/RESULTS.md,
+# and deid/scrub/frontier_measured.json for the scrub report)
 STRENGTHS: dict[str, dict[str, float | int]] = {
-    "low": {"epsilon": 0.015, "steps": 10, "lambda_mfm": 2.0, "lambda_vis": 2.0},
-    "medium": {"epsilon": 0.03, "steps": 20, "lambda_mfm": 1.0, "lambda_vis": 1.0},
-    "high": {"epsilon": 0.06, "steps": 40, "lambda_mfm": 0.5, "lambda_vis": 0.5},
+    "low": {
+        "epsilon": 0.015,
+        "steps": 10,
+        "lambda_mfm": 2.0,
+        "lambda_vis": 2.0,
+        "ssim_floor": 0.99,
+    },
+    "medium": {
+        "epsilon": 0.03,
+        "steps": 20,
+        "lambda_mfm": 1.0,
+        "lambda_vis": 1.0,
+        "ssim_floor": 0.97,
+    },
+    "high": {
+        "epsilon": 0.06,
+        "steps": 40,
+        "lambda_mfm": 0.5,
+        "lambda_vis": 0.5,
+        "ssim_floor": 0.93,
+    },
 }
 DEFAULT_STRENGTH: Strength = "medium"
 
