@@ -15,6 +15,7 @@ from phantom_cohorts import phantom_spec
 from test_optimizer_pipeline import save_tiny_adversary
 
 from deid.scrub.frontier import measured_for
+from deid.scrub.pixel_settings import settings_for
 from reid_model.checkpoint import save_checkpoint
 from reid_model.config import PreprocessConfig, load_preset
 from reid_model.data import open_source, split_entries
@@ -105,3 +106,13 @@ def test_adapt_patients_keeps_whole_patients_per_dataset() -> None:
         per_dataset.setdefault(entry.dataset, set()).add(entry.patient)
     assert {d: len(p) for d, p in per_dataset.items()} == {"cxr_site_a": 2, "fundus": 2}
     assert len(entries) == len(images) == 8  # 2 patients x 2 visits x 2 datasets
+
+
+def test_shipped_measurements_match_the_named_strengths() -> None:
+    # changing a strength without rerunning the frontier would leave the report silent about it
+    for strength in ("low", "medium", "high"):
+        settings = {"strength": strength, "seed": 0, **settings_for(strength).to_dict()}
+        measured = measured_for(settings)
+        assert measured is not None, f"rerun benchmarks/scrub_frontier.py for {strength!r}"
+        assert measured["strength"] == strength
+    assert "adaptive" in measured_for({**settings_for("medium").to_dict()})
