@@ -7,8 +7,8 @@ scrubbed against the white-box re-identifier(s) and then judged by:
 (b) an independent attacker (another checkpoint, never used by the scrub);
 (c) an adaptive attacker: the independent attacker fine-tuned (batch-hard soft-margin triplet
     loss, P x K batches) on scrubbed images of the *train* split, tested on the scrubbed split;
-(d) a diagnosis classifier not used by the scrub: mean ROC AUC over (dataset, finding) on
-    scrubbed versus original images;
+(d) a diagnosis classifier not used by the scrub: ROC AUC per (dataset, finding) and its mean,
+    on scrubbed versus original images;
 (e) SSIM and PSNR against the original (in the [0, 1] scaled domain).
 
 Queries are scrubbed; the gallery is the original images (linking a released image to an
@@ -183,8 +183,9 @@ def adapt_attacker(
 
 
 @torch.no_grad()
-def diagnosis_auc(folder: Path, images: Images, entries, device) -> float:
-    """Mean ROC AUC over (dataset, finding) pairs that have both classes."""
+def diagnosis_auc(folder: Path, images: Images, entries, device) -> tuple[float, dict]:
+    """Mean ROC AUC over (dataset, finding) pairs that have both classes, and the AUC of each
+    pair (``{dataset: {finding: auc}}``)."""
     from reid_model.train_mfm import finding_aucs, finding_targets, load_diagnosis
 
     model, cfg, _ = load_diagnosis(folder, device)
@@ -201,7 +202,8 @@ def diagnosis_auc(folder: Path, images: Images, entries, device) -> float:
         model.findings,
     )
     values = [v for per in aucs.values() for v in per.values()]
-    return float(np.mean(values)) if values else float("nan")
+    per_finding = {d: {f: float(v) for f, v in per.items()} for d, per in aucs.items()}
+    return (float(np.mean(values)) if values else float("nan")), per_finding
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -215,7 +217,9 @@ def run(args: argparse.Namespace) -> dict:
     source = open_source(args.data)
     entries, original = load_split(source, args.split, args.max_images)
     overrides = {k: getattr(args, k) for k in ("epsilon", "steps", "eot_samples", "lambda_mfm")}
-    base_diag = diagnosis_auc(args.diagnosis, original, entries, device) if args.diagnosis else None
+    base_diag, base_findings = (
+        diagnosis_auc(args.diagnosis, original, entries, device) if args.diagnosis else (None, {})
+    )
     train = None
     rows = []
     for strength in args.strengths:
@@ -249,8 +253,13 @@ def run(args: argparse.Namespace) -> dict:
             )
             row["adaptive"] = judge(adapted, original, scrubbed, entries, device)
         if args.diagnosis:
-            auc = diagnosis_auc(args.diagnosis, scrubbed, entries, device)
+            auc, per_finding = (
+                (base_diag, base_findings)
+                if strength == "none"
+                else diagnosis_auc(args.diagnosis, scrubbed, entries, device)
+            )
             row["diagnosis_auc"], row["diagnosis_auc_drop"] = auc, base_diag - auc
+            row["diagnosis_auc_per_finding"] = per_finding
         rows.append(row)
         print(json.dumps(_brief(row)), file=sys.stderr)
     return {
@@ -322,6 +331,19 @@ def markdown(result: dict) -> str:
             f"{row.get('ssim', 1.0):.3f} | {row.get('psnr') or float('inf'):.1f} | "
             f"{row.get('seconds_per_image', 0.0):.2f} |"
         )
+    diag_rows = [r for r in result["rows"] if "diagnosis_auc_per_finding" in r]
+    if diag_rows:
+        lines += [
+            "",
+            "| diagnostic AUC | " + " | ".join(r["strength"] for r in diag_rows) + " |",
+            "|---|" + "---:|" * len(diag_rows),
+        ]
+        for dataset, per in sorted(diag_rows[0]["diagnosis_auc_per_finding"].items()):
+            for finding in sorted(per):
+                cells = [r["diagnosis_auc_per_finding"][dataset][finding] for r in diag_rows]
+                lines.append(
+                    f"| {dataset} {finding} | " + " | ".join(f"{c:.3f}" for c in cells) + " |"
+                )
     chance = result["rows"][0]["whitebox"]["rank1_chance"]
     lines += [
         "",

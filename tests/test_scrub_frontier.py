@@ -80,6 +80,12 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
     assert none["images"] == low["images"] == test_images >= 4
     assert none["diagnosis_auc"] == result["diagnosis_auc_original"]
     assert none["diagnosis_auc_drop"] == 0.0 and "adaptive" not in none
+    per_finding = low["diagnosis_auc_per_finding"]
+    assert (
+        per_finding.keys() == none["diagnosis_auc_per_finding"].keys() <= {"cxr_site_a", "fundus"}
+    )
+    values = [v for per in per_finding.values() for v in per.values()]
+    assert values and low["diagnosis_auc"] == pytest.approx(sum(values) / len(values))
     assert 0.0 < low["ssim"] <= 1.0 and low["linf_unit"] <= low["settings"]["epsilon"] + 1e-3
     assert low["settings"]["steps"] == 2
     for row in (none, low):
@@ -89,7 +95,7 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
     assert (tmp_path / "frontier.png").read_bytes()[:4] == b"\x89PNG"
     record = (tmp_path / "record.md").read_text()
     assert record.strip() in capsys.readouterr().out
-    assert "| low | 0.015 | 2 |" in record
+    assert "| low | 0.015 | 2 |" in record and "| diagnostic AUC | none | low |" in record
     # the scrub report finds these measurements by the cleaner's settings
     described = {"strength": "custom", "seed": 0, **low["settings"]}
     quoted = measured_for(described, tmp_path / "measured.json")
