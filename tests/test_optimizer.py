@@ -16,7 +16,7 @@ from deid.errors import InputError
 from deid.io.discover import discover, load
 from deid.io.record import Encoding, Kind, Record
 from deid.io.writers import write_like
-from deid.scrub.optimizer import embed_pixels, scrub_batch, scrub_pixels, to_unit
+from deid.scrub.optimizer import embed_pixels, scrub_batch, scrub_pixels, to_unit, to_unit_like
 from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_cleaner import PixelScrubber, ReferenceBank, record_seed
 from deid.scrub.pixel_metrics import psnr, ssim
@@ -185,6 +185,19 @@ def test_volume_is_perturbed_as_a_whole(adversary: Adversary) -> None:
     assert new2.shape == volume.shape and not np.array_equal(new2, new)
     assert metrics2.linf_unit <= settings.epsilon + 1e-3
     assert all(not np.array_equal(new2[s], volume[s]) for s in range(3))
+
+
+def test_every_slice_of_a_volume_defends_the_ssim_floor(adversary: Adversary) -> None:
+    rng = np.random.default_rng(4)
+    volume = np.stack([_anatomy(rng, (32, 32)) for _ in range(8)]).astype(np.float32) * 800
+    settings = settings_for(
+        "high", steps=12, eot_samples=1, lambda_mfm=0.0, quality_slices=1, ssim_floor=0.9
+    )
+    new, _ = scrub_pixels(volume, "CT", adversary, settings, torch.Generator().manual_seed(0))
+    unit = to_unit(volume, "CT", adversary.primary)
+    after = to_unit_like(unit, (new - unit.low) / unit.scale).clamp(0, 1)
+    per_slice = [float(ssim(after[k : k + 1], unit.stack[k : k + 1].clamp(0, 1))) for k in range(8)]
+    assert min(per_slice) >= 0.87  # the floor, give or take the last signed step
 
 
 def test_constant_image_is_returned_unchanged(adversary: Adversary) -> None:

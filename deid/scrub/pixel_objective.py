@@ -88,11 +88,11 @@ def objective(
             decoy = target.decoys[i]
             if decoy is not None and settings.lambda_decoy > 0:
                 loss = loss - settings.lambda_decoy * (emb[:, item] @ decoy).mean()
-    # the quality terms see a random subset of a volume's slices per step (an unbiased
-    # estimate of their mean over slices at a fraction of the cost)
-    part = slice_subset(s, settings.quality_slices, generator).to(seen.device)
-    picked, picked0 = seen[:, part].flatten(0, 1), seen0[:, part].flatten(0, 1)
     if adversary.mfms and settings.lambda_mfm > 0:
+        # the MFM sees a random subset of a volume's slices per step (an unbiased estimate of
+        # its mean over slices at a fraction of the cost)
+        part = slice_subset(s, settings.quality_slices, generator).to(seen.device)
+        picked = seen[:, part].flatten(0, 1)
         primary_in = to_model_input(three_channels(picked), adversary.primary)
         sims = [
             token_similarity(m(primary_in), f0.unflatten(0, (b, s))[:, part].flatten(0, 1))
@@ -100,13 +100,11 @@ def objective(
         ]
         loss = loss + settings.lambda_mfm * b * (1.0 - torch.stack(sims).mean())
     if settings.lambda_vis > 0:
-        # per item: a batch mean would let one image fall far below the floor
-        n = len(part)
-        per_item = torch.stack(
-            [
-                ssim(picked[k * n : (k + 1) * n].float(), picked0[k * n : (k + 1) * n])
-                for k in range(b)
-            ]
+        # every slice of every item defends the floor (SSIM is cheap next to the model passes):
+        # a batch mean, or a sampled subset of slices, lets the others fall below it
+        flat0 = seen0.flatten(0, 1)
+        per_slice = torch.stack(
+            [ssim(flat[k : k + 1].float(), flat0[k : k + 1]) for k in range(b * s)]
         )
-        loss = loss + settings.lambda_vis * torch.relu(settings.ssim_floor - per_item).sum()
+        loss = loss + settings.lambda_vis * torch.relu(settings.ssim_floor - per_slice).sum() / s
     return loss

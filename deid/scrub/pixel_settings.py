@@ -39,7 +39,7 @@ class PixelSettings:
     eot_samples
         Random transforms per step (expectation over transforms); 1 disables EOT's averaging.
     quality_slices
-        Slices of a volume that the MFM and SSIM terms see per step (a random subset).
+        Slices of a volume that the MFM term sees per step (a random subset; SSIM sees all).
     slice_chunk
         Volumes with more slices are optimised in runs of this many slices (memory bound).
     shift, rotation_deg, rescale, blur_sigma, noise_std
