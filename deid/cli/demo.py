@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from deid.cli.options import library_errors_to_click, quiet_option
+from deid.cli.options import library_errors_to_click, quiet_option, strength_option
 from deid.cli.score import progress_bar, step_logger
 
 if TYPE_CHECKING:
@@ -40,13 +40,7 @@ DEFAULT_DIR = Path("deid-demo")
     help="Also perturb the pixels against the re-identifier (the pixel scrub of `deid scrub`). "
     "[default: on with a CUDA GPU; off on a CPU, where a phantom CT volume takes about 30 s]",
 )
-@click.option(
-    "--strength",
-    type=click.Choice(["low", "medium", "high"]),
-    default="medium",
-    show_default=True,
-    help="Pixel scrub strength (with --pixels).",
-)
+@strength_option
 @click.option("--workers", type=click.IntRange(0), default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Reuse a DIRECTORY that holds an earlier demo.")

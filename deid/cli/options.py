@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from deid.errors import DeidError
+from deid.scrub.pixel_settings import DEFAULT_STRENGTH, STRENGTHS
 
 
 def library_errors_to_click(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,3 +39,14 @@ def seed_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def quiet_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--quiet", is_flag=True, help="No progress bars; errors only.")(func)
+
+
+def strength_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--strength",
+        type=click.Choice(list(STRENGTHS)),
+        default=DEFAULT_STRENGTH,
+        show_default=True,
+        help="Pixel scrub budget, steps, weights and SSIM floor (deid.scrub.pixel_settings; "
+        "measured in benchmarks/RESULTS.md).",
+    )(func)

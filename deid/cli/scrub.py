@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from deid.cli.options import library_errors_to_click, quiet_option
+from deid.cli.options import library_errors_to_click, quiet_option, strength_option
 from deid.dicom.options import ProfileOptions  # dataclasses only: cheap to import
 
 if TYPE_CHECKING:
@@ -108,13 +108,7 @@ def _pixel_cleaner(
     help="Re-identifier checkpoint the pixels are optimised against; repeat for an ensemble. "
     "[default: the shipped mami-demo]",
 )
-@click.option(
-    "--strength",
-    type=click.Choice(["low", "medium", "high"]),
-    default="medium",
-    show_default=True,
-    help="Pixel perturbation budget, steps and weights (deid.scrub.pixel_settings).",
-)
+@strength_option
 @click.option(
     "--epsilon",
     type=click.FloatRange(min=0, max=1),
