@@ -268,8 +268,9 @@ def run(args: argparse.Namespace) -> dict:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "data": args.data,
         "split": args.split,
-        "reid": [str(c) for c in reid],
-        "attacker": str(attacker_dir) if attacker_dir else None,
+        # as given on the command line (shipped names or paths), not this machine's resolution
+        "reid": list(args.reid),
+        "attacker": args.attacker,
         "diagnosis_auc_original": base_diag,
         "rows": rows,
     }

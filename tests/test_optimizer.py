@@ -233,6 +233,12 @@ def test_ssim_and_psnr_sanity() -> None:
     assert float(ssim(x, x)) == pytest.approx(1.0, abs=1e-5) and psnr(x, x) == float("inf")
     y = (x + 0.1).clamp(0, 1)
     assert float(ssim(x, y)) < 1.0
+    y[1] = x[1]  # the second pair identical: per image, only the first falls below 1
+    each = ssim(x, y, per_image=True)
+    assert each.shape == (2,) and float(each[0]) < 1.0
+    assert float(each[1]) == pytest.approx(1.0, abs=1e-5)
+    assert float(each.mean()) == pytest.approx(float(ssim(x, y)), abs=1e-6)
+    y[1] = (x[1] + 0.1).clamp(0, 1)
     assert psnr(x, y) == pytest.approx(-10 * np.log10(float(((x - y) ** 2).mean())), rel=1e-5)
     with pytest.raises(InputError, match="equal"):
         ssim(x, y[:1])

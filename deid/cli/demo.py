@@ -68,7 +68,7 @@ def demo(
     """
     import torch
 
-    from deid.cli.scrub import _pixel_cleaner
+    from deid.cli.scrub import pixel_cleaner_from_options
     from deid.report.scrub_render import write_scrub_report
     from deid.score import ScoreOptions, score_release
     from deid.scrub import scrub_release
@@ -112,7 +112,7 @@ def demo(
     if pixels:
         say(f"3/4 scrub: PS3.15 de-identification and pixel scrub ({strength}) into {scrubbed}")
         adversary = (str(checkpoint),) if checkpoint else ()
-        cleaner = _pixel_cleaner(adversary, strength, None, None, "auto", release)
+        cleaner = pixel_cleaner_from_options(adversary, strength, None, None, "auto", release)
     else:
         say(
             f"3/4 scrub: PS3.15 de-identification (pixels kept: --pixels adds them) into {scrubbed}"

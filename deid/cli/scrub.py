@@ -45,7 +45,7 @@ def _safe_private(
     return tuple(entries)
 
 
-def _pixel_cleaner(
+def pixel_cleaner_from_options(
     adversaries: tuple[str, ...],
     strength: str,
     epsilon: float | None,
@@ -213,7 +213,9 @@ def scrub(
         check_report_dir(report_dir or default_scrub_report_dir(out), release, out)
     pixel_cleaner = None
     if not (no_pixels or dry_run):
-        pixel_cleaner = _pixel_cleaner(adversaries, strength, epsilon, steps, device, release)
+        pixel_cleaner = pixel_cleaner_from_options(
+            adversaries, strength, epsilon, steps, device, release
+        )
     summary = scrub_release(
         release,
         out,

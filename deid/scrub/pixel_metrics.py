@@ -17,8 +17,9 @@ def _window(height: int, width: int) -> int:
     return side if side % 2 else side - 1
 
 
-def ssim(x: Tensor, y: Tensor) -> Tensor:
-    """Mean SSIM of two (N, C, H, W) batches in [0, 1] (Gaussian 11x11 window), differentiable.
+def ssim(x: Tensor, y: Tensor, per_image: bool = False) -> Tensor:
+    """Mean SSIM of two (N, C, H, W) batches in [0, 1] (Gaussian 11x11 window), differentiable;
+    with ``per_image`` the (N,) mean of each image instead.
 
     Raises
     ------
@@ -30,7 +31,8 @@ def ssim(x: Tensor, y: Tensor) -> Tensor:
     window = _window(*x.shape[-2:])
     if window < 3:
         raise InputError(f"ssim needs images of at least 3 x 3 pixels, got {tuple(x.shape)}.")
-    return kornia_ssim(x, y, window, max_val=1.0).mean()
+    values = kornia_ssim(x, y, window, max_val=1.0)
+    return values.flatten(1).mean(dim=1) if per_image else values.mean()
 
 
 def psnr(x: Tensor, y: Tensor) -> float:

@@ -102,9 +102,6 @@ def objective(
     if settings.lambda_vis > 0:
         # every slice of every item defends the floor (SSIM is cheap next to the model passes):
         # a batch mean, or a sampled subset of slices, lets the others fall below it
-        flat0 = seen0.flatten(0, 1)
-        per_slice = torch.stack(
-            [ssim(flat[k : k + 1].float(), flat0[k : k + 1]) for k in range(b * s)]
-        )
+        per_slice = ssim(flat.float(), seen0.flatten(0, 1), per_image=True)
         loss = loss + settings.lambda_vis * torch.relu(settings.ssim_floor - per_slice).sum() / s
     return loss
