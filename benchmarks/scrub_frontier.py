@@ -39,8 +39,8 @@ import torch
 
 from deid.scrub.optimizer import PixelMetrics, scrub_batch
 from deid.scrub.pixel_adversary import Adversary, load_adversary
-from deid.scrub.pixel_cleaner import record_seed
-from deid.scrub.pixel_settings import settings_for
+from deid.scrub.pixel_cleaner import ReferenceBank, record_seed
+from deid.scrub.pixel_settings import PixelSettings, parse_overrides, settings_for
 from reid_model.checkpoint import load_checkpoint
 from reid_model.data import ImageEntry, ImageSource, open_source, split_entries
 from reid_model.evaluate import check_protocol, query_mask, resolve_checkpoint
@@ -71,18 +71,36 @@ def load_split(
     return entries, [source.load(e) for e in entries]
 
 
+def patient_key(entry: ImageEntry) -> str:
+    return f"{entry.dataset}/{entry.patient}"
+
+
+def image_key(entry: ImageEntry) -> str:
+    return f"{entry.dataset}/{entry.patient}/{entry.visit}"
+
+
+def reference_bank(images: Images, entries: Sequence[ImageEntry], adversary) -> ReferenceBank:
+    """What ``deid scrub`` embeds first: every image of the split, grouped by patient."""
+    items = (
+        (image_key(e), patient_key(e), pixels, modality)
+        for e, (pixels, modality) in zip(entries, images, strict=True)
+    )
+    return ReferenceBank.from_images(items, adversary)
+
+
 def scrub_all(
     images: Images,
     entries: Sequence[ImageEntry],
     adversary: Adversary,
-    strength: str,
+    settings: PixelSettings,
     seed: int,
-    overrides: dict,
     batch: int,
+    bank: ReferenceBank | None = None,
 ) -> tuple[Images, list[PixelMetrics]]:
     """Scrub every image (rounded to the integer grid of the phantom files), batching images
-    of one shape and modality together."""
-    settings = settings_for(strength, **overrides)
+    of one shape and modality together; with ``bank``, each image is also pushed away from its
+    patient's other images (and toward a decoy if ``lambda_decoy > 0``), as ``deid scrub`` does
+    with the release."""
     groups: dict[tuple, list[int]] = {}
     for i, (pixels, modality) in enumerate(images):
         groups.setdefault((pixels.shape, modality), []).append(i)
@@ -90,9 +108,15 @@ def scrub_all(
     for (_, modality), indices in sorted(groups.items(), key=lambda g: g[1][0]):
         for start in range(0, len(indices), batch):
             chunk = indices[start : start + batch]
-            first = entries[chunk[0]]
-            key = f"{first.dataset}/{first.patient}/{first.visit}"
+            key = image_key(entries[chunk[0]])
             generator = torch.Generator().manual_seed(record_seed(seed, key))
+            others = decoys = None
+            if bank is not None:
+                others = [
+                    bank.others_of(image_key(entries[i]), patient_key(entries[i])) for i in chunk
+                ]
+                if settings.lambda_decoy > 0:
+                    decoys = [bank.decoys_of(patient_key(entries[i])) for i in chunk]
             results = scrub_batch(
                 [images[i][0] for i in chunk],
                 modality,
@@ -100,6 +124,8 @@ def scrub_all(
                 settings,
                 generator,
                 quantisers=[np.rint] * len(chunk),
+                others=others,
+                decoys=decoys,
             )
             for i, result in zip(chunk, results, strict=True):
                 out[i] = result
@@ -216,7 +242,8 @@ def run(args: argparse.Namespace) -> dict:
     attacker = load_checkpoint(attacker_dir, device=device)[0] if attacker_dir else None
     source = open_source(args.data)
     entries, original = load_split(source, args.split, args.max_images)
-    overrides = {k: getattr(args, k) for k in ("epsilon", "steps", "eot_samples", "lambda_mfm")}
+    overrides = parse_overrides(args.set)
+    bank = reference_bank(original, entries, adversary) if args.references else None
     base_diag, base_findings = (
         diagnosis_auc(args.diagnosis, original, entries, device) if args.diagnosis else (None, {})
     )
@@ -227,13 +254,14 @@ def run(args: argparse.Namespace) -> dict:
         if strength == "none":
             scrubbed, metrics = original, []
         else:
+            settings = settings_for(strength, **overrides)
             scrubbed, metrics = scrub_all(
-                original, entries, adversary, strength, args.seed, overrides, args.batch
+                original, entries, adversary, settings, args.seed, args.batch, bank
             )
         seconds = time.perf_counter() - started
         row: dict = {"strength": strength, "images": len(entries)}
         if strength != "none":
-            row["settings"] = settings_for(strength, **overrides).to_dict()
+            row["settings"] = settings.to_dict()
             row["seconds_per_image"] = seconds / len(entries)
             for name in ("ssim", "psnr", "reid_similarity_after", "mfm_similarity", "linf_unit"):
                 values = [getattr(m, name) for m in metrics if getattr(m, name) is not None]
@@ -241,12 +269,13 @@ def run(args: argparse.Namespace) -> dict:
         row["whitebox"] = judge(whitebox, original, scrubbed, entries, device)
         if attacker is not None:
             row["attacker"] = judge(attacker, original, scrubbed, entries, device)
-        if attacker_dir is not None and strength in args.adaptive:
+        if attacker_dir is not None and strength != "none" and strength in args.adaptive:
             if train is None:
                 train = load_split(source, "train", args.max_images, args.adapt_patients)
             t_entries, t_images = train
+            t_bank = reference_bank(t_images, t_entries, adversary) if args.references else None
             t_scrubbed, _ = scrub_all(
-                t_images, t_entries, adversary, strength, args.seed, overrides, args.batch
+                t_images, t_entries, adversary, settings, args.seed, args.batch, t_bank
             )
             adapted = adapt_attacker(
                 attacker_dir, t_scrubbed, t_entries, args.adapt_steps, device, args.seed
@@ -271,6 +300,7 @@ def run(args: argparse.Namespace) -> dict:
         # as given on the command line (shipped names or paths), not this machine's resolution
         "reid": list(args.reid),
         "attacker": args.attacker,
+        "references": args.references,
         "diagnosis_auc_original": base_diag,
         "rows": rows,
     }
@@ -292,7 +322,7 @@ def summary(result: dict) -> dict:
         for row in result["rows"]
         if row["strength"] != "none"
     ]
-    keys = ("command", "machine", "date", "data", "split", "reid", "attacker")
+    keys = ("command", "machine", "date", "data", "split", "reid", "attacker", "references")
     return {"source": {k: result[k] for k in keys}, "rows": rows}
 
 
@@ -403,10 +433,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         help="training patients per dataset the adaptive attacker sees scrubbed (default: all)",
     )
-    parser.add_argument("--epsilon", type=float)
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--eot-samples", type=int)
-    parser.add_argument("--lambda-mfm", type=float)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a pixel setting of every strength (deid.scrub.pixel_settings); repeat",
+    )
+    parser.add_argument(
+        "--no-references",
+        dest="references",
+        action="store_false",
+        help="push each image away from its own original only, not also from its patient's "
+        "other images in the split (which deid scrub does with the release)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=16, help="images scrubbed together")

@@ -21,7 +21,7 @@ from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_cleaner import PixelScrubber, ReferenceBank, record_seed
 from deid.scrub.pixel_metrics import psnr, ssim
 from deid.scrub.pixel_quantise import quantise
-from deid.scrub.pixel_settings import PixelSettings, settings_for
+from deid.scrub.pixel_settings import PixelSettings, parse_overrides, settings_for
 from reid_model.config import load_preset
 from reid_model.mfm import PhantomFrozenMFM, PhantomMFMConfig, PhantomMFMNet
 from reid_model.model import build_model
@@ -226,6 +226,46 @@ def test_reference_bank_gives_other_images_of_the_patient_and_a_decoy(
     metrics = cleaner.metrics["ct0.dcm"]
     assert metrics.reid_similarity_before < 1.0  # now the mean over the original and ct2
     assert metrics.reid_similarity_after < metrics.reid_similarity_before
+
+
+def test_reference_bank_from_plain_images_matches_the_record_bank(
+    adversary: Adversary, release: Path
+) -> None:
+    records = _records(release)
+    from_records = ReferenceBank.build(records.values(), adversary)
+    items = [(r.key, r.metadata.get("PatientID"), r.pixels, r.modality) for r in records.values()]
+    bank = ReferenceBank.from_images(items, adversary)
+    assert bank.keys == from_records.keys
+    expected = from_records.others(records["ct0.dcm"])
+    torch.testing.assert_close(bank.others_of("ct0.dcm", "P0")[0], expected[0])
+    assert bank.others_of("ct1.dcm", "P1") is None and bank.others_of("x", "nobody") is None
+    torch.testing.assert_close(bank.decoys_of("P0")[0], from_records.decoys(records["ct0.dcm"])[0])
+
+
+def test_momentum_changes_the_path_within_the_same_budget(adversary: Adversary) -> None:
+    image = _anatomy(np.random.default_rng(5), (48, 48)).astype(np.float32) * 4000
+    runs = {}
+    for momentum in (0.0, 1.0):
+        settings = settings_for(
+            "high", steps=8, eot_samples=2, lambda_mfm=0.0, lambda_vis=0.0, momentum=momentum
+        )
+        runs[momentum] = scrub_pixels(
+            image, "DX", adversary, settings, torch.Generator().manual_seed(0)
+        )
+    (plain, plain_m), (steady, steady_m) = runs[0.0], runs[1.0]
+    assert not np.array_equal(plain, steady)
+    for metrics in (plain_m, steady_m):
+        assert metrics.linf_unit <= settings.epsilon + 1e-6
+        assert metrics.reid_similarity_after < metrics.reid_similarity_before - 1e-3
+
+
+def test_pixel_overrides_parse_to_the_settings_types() -> None:
+    overrides = parse_overrides(["lambda-mfm=2", "steps=30", "momentum=1"])
+    assert overrides == {"lambda_mfm": 2.0, "steps": 30, "momentum": 1.0}
+    assert isinstance(overrides["steps"], int) and settings_for("low", **overrides).steps == 30
+    for bad, message in (("steps=1.5", "needs int"), ("epsilom=1", "Unknown"), ("steps", "NAME")):
+        with pytest.raises(InputError, match=message):
+            parse_overrides([bad])
 
 
 def test_ssim_and_psnr_sanity() -> None:

@@ -235,9 +235,13 @@ def test_cli_perturbs_pixels_against_the_adversary(tmp_path: Path) -> None:
     adversary = make_checkpoint(tmp_path / "ckpt")
     args = ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet", "--no-score"]
     options = ["--adversary", str(adversary), "--steps", "2", "--epsilon", "0.3"]
-    result = CliRunner().invoke(main, [*args, *options])  # 4x4 ramp: a coarse budget
+    tuned = ["--pixel-setting", "momentum=1", "--pixel-setting", "eot_samples=1"]
+    result = CliRunner().invoke(main, [*args, *options, *tuned])  # 4x4 ramp: a coarse budget
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    recorded = manifest["header"]["pixel_settings"]
+    assert (recorded["strength"], recorded["momentum"], recorded["eot_samples"]) == ("custom", 1, 1)
+    assert (recorded["steps"], recorded["epsilon"]) == (2, 0.3)
     written = [f for f in manifest["files"] if f["status"] == "written"]
     assert len(written) == 2 and all("pixel_metrics" in f for f in written)
     before = {pydicom.dcmread(p).PixelData for p in release.rglob("*.dcm")}
@@ -247,3 +251,11 @@ def test_cli_perturbs_pixels_against_the_adversary(tmp_path: Path) -> None:
         assert "113101" in {
             item.CodeValue for item in pydicom.dcmread(path).DeidentificationMethodCodeSequence
         }
+
+
+def test_cli_names_an_unknown_pixel_setting(tmp_path: Path) -> None:
+    release = tiny_release(tmp_path / "rel", 1, 1)
+    args = ["scrub", str(release), "--out", str(tmp_path / "s"), "--quiet", "--no-score"]
+    result = CliRunner().invoke(main, [*args, "--pixel-setting", "momentun=1"])
+    assert result.exit_code == 2 and "Unknown pixel setting 'momentun'" in result.output
+    assert not (tmp_path / "s").exists()

@@ -64,8 +64,10 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
         "--adaptive", "low",
         "--adapt-steps", "2",
         "--adapt-patients", "3",
-        "--steps", "2",
-        "--eot-samples", "1",
+        "--set", "steps=2",
+        "--set", "eot_samples=1",
+        "--set", "momentum=1",
+        "--set", "lambda_decoy=0.5",
         "--device", "cpu",
         "--out", str(tmp_path / "frontier.json"),
         "--plot", str(tmp_path / "frontier.png"),
@@ -76,6 +78,8 @@ def test_frontier_measures_every_judge(models: dict[str, Path], tmp_path: Path, 
     result = json.loads((tmp_path / "frontier.json").read_text())
     none, low = result["rows"]
     assert (none["strength"], low["strength"]) == ("none", "low")
+    assert result["references"] is True  # as deid scrub does with the release
+    assert (low["settings"]["momentum"], low["settings"]["lambda_decoy"]) == (1.0, 0.5)
     test_images = len(split_entries(open_source(DATA), "test"))
     assert none["images"] == low["images"] == test_images >= 4
     assert none["diagnosis_auc"] == result["diagnosis_auc_original"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -52,12 +53,16 @@ def pixel_cleaner_from_options(
     steps: int | None,
     device: str,
     release: Path,
+    pixel_settings: Sequence[str] = (),
 ) -> PixelCleaner:
     """The pixel identity-removal step: gradient steps against the re-identifier(s), with the
-    frozen MFM and SSIM keeping the image (``deid.scrub.pixel_cleaner``)."""
+    frozen MFM and SSIM keeping the image (``deid.scrub.pixel_cleaner``). ``pixel_settings``
+    are ``NAME=VALUE`` overrides of any optimiser setting; ``epsilon`` and ``steps`` win over
+    them."""
     import torch
 
     from deid.scrub.pixel_cleaner import make_pixel_cleaner
+    from deid.scrub.pixel_settings import parse_overrides
     from reid_model.evaluate import resolve_checkpoint
 
     if device == "auto":
@@ -67,8 +72,7 @@ def pixel_cleaner_from_options(
         strength=strength,
         device=device,
         release=release,
-        epsilon=epsilon,
-        steps=steps,
+        **{**parse_overrides(pixel_settings), "epsilon": epsilon, "steps": steps},
     )
 
 
@@ -115,6 +119,14 @@ def pixel_cleaner_from_options(
     help="Override the L-inf budget (fraction of the image's intensity range).",
 )
 @click.option("--steps", type=click.IntRange(min=1), help="Override the gradient steps.")
+@click.option(
+    "--pixel-setting",
+    "pixel_settings",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Override any pixel optimiser setting, e.g. momentum=1 or lambda_mfm=2; repeat. "
+    "Names: deid.scrub.pixel_settings.PixelSettings.",
+)
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -178,6 +190,7 @@ def scrub(
     strength: str,
     epsilon: float | None,
     steps: int | None,
+    pixel_settings: tuple[str, ...],
     device: str,
     key_file: Path | None,
     resume: bool,
@@ -197,9 +210,10 @@ def scrub(
     keyed pseudonyms for Patient ID and Name, keyed UID remapping and date shifts. PNG, JPEG,
     TIFF, NIfTI: metadata stripped. Pixels (unless --no-pixels): bounded gradient steps that push
     the re-identifier's embedding away from the patient while a frozen foundation model and SSIM
-    keep the image; written in the original format and bit depth. Output names are keyed pseudonyms. Files that may
-    carry burned-in text are quarantined; OUT/manifest.json lists every file. The report
-    (OUT-report/report.html) puts the score of the safe copy beside the score of RELEASE.
+    keep the image; written in the original format and bit depth. Output names are keyed
+    pseudonyms. Files that may carry burned-in text are quarantined; OUT/manifest.json lists
+    every file. The report (OUT-report/report.html) puts the score of the safe copy beside the
+    score of RELEASE.
     """
     from deid.scrub import scrub_release
 
@@ -214,7 +228,7 @@ def scrub(
     pixel_cleaner = None
     if not (no_pixels or dry_run):
         pixel_cleaner = pixel_cleaner_from_options(
-            adversaries, strength, epsilon, steps, device, release
+            adversaries, strength, epsilon, steps, device, release, pixel_settings
         )
     summary = scrub_release(
         release,

@@ -4,15 +4,16 @@ an image away from its patient while a frozen MFM and SSIM keep what a reader ne
 For each image or volume, with ``x`` its intensities scaled to [0, 1] by the primary model's
 percentile scaling, find ``delta`` with ``|delta|_inf <= epsilon`` minimising
 
-    identity(x + delta) + lambda_mfm * (1 - cos MFM(x + delta), MFM(x)) + lambda_vis * (1 - SSIM)
+    identity(x + delta) + lambda_mfm * (1 - cos(MFM(x + delta), MFM(x)))
+                        + lambda_vis * max(0, ssim_floor - SSIM(x + delta, x))
 
 where ``identity`` is the mean cosine similarity of each re-identifier's embedding of the
 (randomly transformed) perturbed image to the embeddings of the original and of the patient's
 other images, minus ``lambda_decoy`` times the similarity to a far decoy identity. Signed
-gradient steps with a cosine-decayed step size from a small random start, projected onto the
-L-infinity ball; images of one shape can share the model passes (``scrub_batch``). The result
-is mapped back to modality units, snapped to the stored grid and measured again as the scorer
-would see the written file.
+gradient steps (optionally along a momentum direction) with a cosine-decayed step size from a
+small random start, projected onto the L-infinity ball; images of one shape can share the model
+passes (``scrub_batch``). The result is mapped back to modality units, snapped to the stored
+grid and measured again as the scorer would see the written file.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def optimise_delta(
     start = (torch.rand(x0.shape, generator=generator) * 2.0 - 1.0) * settings.random_start
     delta = (start * settings.epsilon).to(device).requires_grad_(True)
     base_step = settings.step_size * settings.epsilon / settings.steps
+    direction = torch.zeros_like(delta)
     for step in range(settings.steps):
         seen = (x0 + delta).clamp(0.0, 1.0)
         with adversary.autocast():
@@ -200,7 +202,11 @@ def optimise_delta(
         (grad,) = torch.autograd.grad(loss, delta)
         step_size = base_step * 0.5 * (1.0 + math.cos(math.pi * step / settings.steps))
         with torch.no_grad():
-            delta -= step_size * grad.sign()
+            # per image, the gradient's scale is divided out before it joins the running
+            # direction (with momentum 0 this is the plain signed gradient)
+            scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12)
+            direction = settings.momentum * direction + grad / scale.view(-1, 1, 1, 1, 1)
+            delta -= step_size * direction.sign()
             delta.clamp_(-settings.epsilon, settings.epsilon)
     return list(delta.detach())
 

@@ -49,35 +49,52 @@ class ReferenceBank:
     ) -> ReferenceBank:
         """Embed every record that has a patient with every re-identifier of ``adversary``
         (skipped files, e.g. from :func:`deid.io.discover.iter_records`, are ignored)."""
+        items = (
+            (record.key, patient_of(record), record.pixels, record.modality)
+            for record in records
+            if isinstance(record, Record)
+        )
+        bank = cls.from_images(items, adversary)
+        bank.patient_of = patient_of
+        return bank
+
+    @classmethod
+    def from_images(
+        cls, items: Iterable[tuple[str, str | None, np.ndarray, str]], adversary: Adversary
+    ) -> ReferenceBank:
+        """The bank of ``(key, patient, pixels, modality)`` items (patient None: left out)."""
         rows: dict[str, list[tuple[str, list[Tensor]]]] = {}
         models = range(len(adversary.reidentifiers))
-        for record in records:
-            if not isinstance(record, Record):
-                continue
-            patient = patient_of(record)
+        for key, patient, pixels, modality in items:
             if patient is None:
                 continue
-            embs = [embed_pixels(record.pixels, record.modality, adversary, i) for i in models]
-            rows.setdefault(patient, []).append((record.key, embs))
-        bank = cls(patient_of=patient_of)
-        for patient, items in rows.items():
-            bank.keys[patient] = [key for key, _ in items]
-            bank.embeddings[patient] = [torch.stack([e[i] for _, e in items]) for i in models]
+            embs = [embed_pixels(pixels, modality, adversary, i) for i in models]
+            rows.setdefault(patient, []).append((key, embs))
+        bank = cls()
+        for patient, entries in rows.items():
+            bank.keys[patient] = [key for key, _ in entries]
+            bank.embeddings[patient] = [torch.stack([e[i] for _, e in entries]) for i in models]
         return bank
 
     def others(self, record: Record) -> list[Tensor | None] | None:
         """Per model, (R, E) embeddings of the patient's other images; None if unknown."""
-        patient = self.patient_of(record)
+        return self.others_of(record.key, self.patient_of(record))
+
+    def decoys(self, record: Record) -> list[Tensor | None] | None:
+        """Per model, the mean embedding of the patient farthest from this one's mean."""
+        return self.decoys_of(self.patient_of(record))
+
+    def others_of(self, key: str, patient: str | None) -> list[Tensor | None] | None:
+        """:meth:`others` of the image ``key`` of ``patient``."""
         if patient not in self.keys:
             return None
-        keep = torch.tensor([k != record.key for k in self.keys[patient]])
+        keep = torch.tensor([k != key for k in self.keys[patient]])
         if not bool(keep.any()):
             return None
         return [emb[keep.to(emb.device)] for emb in self.embeddings[patient]]
 
-    def decoys(self, record: Record) -> list[Tensor | None] | None:
-        """Per model, the mean embedding of the patient farthest from this one's mean."""
-        patient = self.patient_of(record)
+    def decoys_of(self, patient: str | None) -> list[Tensor | None] | None:
+        """:meth:`decoys` of ``patient``."""
         if patient not in self.keys or len(self.keys) < 2:
             return None
         names = [p for p in self.keys if p != patient]

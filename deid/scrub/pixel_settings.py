@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +25,11 @@ class PixelSettings:
         Gradient steps per image or volume.
     step_size
         Step of the signed gradient, as a multiple of ``epsilon / steps``; decays with a cosine.
+    momentum
+        Decay of the running direction of the signed steps (MI-FGSM, Dong et al. 2018): each
+        step follows ``momentum * previous + gradient / mean|gradient|`` per image. 0 steps
+        along the current gradient alone; about 1 averages out directions peculiar to the
+        white-box model and transfers better to models it has not seen.
     random_start
         Half-width of the uniform random start of the perturbation, as a fraction of epsilon.
     lambda_mfm
@@ -51,6 +57,7 @@ class PixelSettings:
     epsilon: float = 0.03
     steps: int = 20
     step_size: float = 2.5
+    momentum: float = 0.0
     random_start: float = 0.1
     lambda_mfm: float = 1.0
     lambda_vis: float = 1.0
@@ -135,3 +142,29 @@ def settings_for(strength: str = DEFAULT_STRENGTH, **overrides: Any) -> PixelSet
     values = dict(STRENGTHS[strength])
     values.update({k: v for k, v in overrides.items() if v is not None})
     return PixelSettings(**values)  # type: ignore[arg-type]
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, float | int]:
+    """``["lambda_mfm=2", "steps=30"]`` -> ``{"lambda_mfm": 2.0, "steps": 30}``, each value
+    converted to its :class:`PixelSettings` field's type.
+
+    Raises
+    ------
+    InputError
+        A pair without ``=``, an unknown knob, or a value of the wrong type.
+    """
+    types = {f.name: f.type for f in dataclasses.fields(PixelSettings)}
+    overrides: dict[str, float | int] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep:
+            raise InputError(f"Pixel setting {pair!r} is not NAME=VALUE, e.g. lambda_mfm=2.")
+        if name not in types:
+            raise InputError(f"Unknown pixel setting {name!r}; known: {', '.join(types)}.")
+        kind = int if types[name] in (int, "int") else float
+        try:
+            overrides[name] = kind(text)
+        except ValueError as exc:
+            raise InputError(f"Pixel setting {name} needs {kind.__name__}, got {text!r}.") from exc
+    return overrides
