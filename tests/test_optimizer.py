@@ -20,13 +20,23 @@ from deid.scrub.optimizer import embed_pixels, scrub_batch, scrub_pixels, to_uni
 from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_cleaner import PixelScrubber, ReferenceBank, record_seed
 from deid.scrub.pixel_metrics import psnr, ssim
+from deid.scrub.pixel_objective import middle_tokens
 from deid.scrub.pixel_quantise import quantise
 from deid.scrub.pixel_settings import PixelSettings, parse_overrides, settings_for
+from deid.scrub.pixel_transforms import random_transform
 from reid_model.config import load_preset
 from reid_model.mfm import PhantomFrozenMFM, PhantomMFMConfig, PhantomMFMNet
 from reid_model.model import build_model
+from reid_model.preprocess import preprocess
 
 FAST = {"steps": 6, "eot_samples": 2}
+NO_TRANSFORMS = {
+    "shift": 0.0,
+    "rotation_deg": 0.0,
+    "rescale": 0.0,
+    "blur_sigma": 0.0,
+    "noise_std": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -257,6 +267,40 @@ def test_momentum_changes_the_path_within_the_same_budget(adversary: Adversary) 
     for metrics in (plain_m, steady_m):
         assert metrics.linf_unit <= settings.epsilon + 1e-6
         assert metrics.reid_similarity_after < metrics.reid_similarity_before - 1e-3
+
+
+def test_token_term_disrupts_the_middle_block_features(adversary: Adversary) -> None:
+    image = _anatomy(np.random.default_rng(6), (48, 48)).astype(np.float32) * 4000
+    model, cfg = adversary.reidentifiers[0], adversary.primary
+
+    def middle_similarity(pixels: np.ndarray) -> float:
+        with torch.no_grad(), middle_tokens(model) as tokens:
+            model(preprocess(pixels, "DX", cfg).unsqueeze(0))
+            model(preprocess(image, "DX", cfg).unsqueeze(0))
+        return float(torch.nn.functional.cosine_similarity(*tokens, dim=-1).mean())
+
+    sims = []
+    for weight in (0.0, 20.0):
+        settings = settings_for(
+            "high", steps=8, eot_samples=1, lambda_mfm=0.0, lambda_vis=0.0, lambda_tokens=weight,
+            **NO_TRANSFORMS,
+        )  # fmt: skip
+        new, _ = scrub_pixels(image, "DX", adversary, settings, torch.Generator().manual_seed(0))
+        sims.append(middle_similarity(new))
+    assert sims[1] < sims[0] - 0.005
+
+
+def test_twin_gets_the_same_transform() -> None:
+    x = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    settings = settings_for("medium")
+    std = torch.ones(3)
+    alone, none = random_transform(x, 2, settings, std, torch.Generator().manual_seed(1))
+    out, twin = random_transform(x, 2, settings, std, torch.Generator().manual_seed(1), x.clone())
+    assert none is None
+    torch.testing.assert_close(out, alone)
+    torch.testing.assert_close(twin, out)
+    with pytest.raises(InputError, match="twin"):
+        random_transform(x, 2, settings, std, torch.Generator(), x[:2])
 
 
 def test_pixel_overrides_parse_to_the_settings_types() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +14,7 @@ from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_metrics import ssim, token_similarity
 from deid.scrub.pixel_settings import PixelSettings
 from deid.scrub.pixel_transforms import random_transform
+from reid_model.model import MaMI
 from reid_model.preprocess import to_model_input
 
 
@@ -43,6 +46,22 @@ def slice_subset(count: int, limit: int, generator: torch.Generator) -> Tensor:
     if count <= limit:
         return torch.arange(count)
     return torch.randperm(count, generator=generator)[:limit].sort().values
+
+
+@contextlib.contextmanager
+def middle_tokens(model: MaMI) -> Iterator[list[Tensor]]:
+    """Collect, on each forward pass inside the block, the patch tokens after the middle
+    transformer block of ``model`` ((N, T, D) per pass, prefix tokens dropped)."""
+    blocks = model.backbone.blocks
+    skip = model.backbone.num_prefix_tokens
+    captured: list[Tensor] = []
+    handle = blocks[max(len(blocks) // 2 - 1, 0)].register_forward_hook(
+        lambda _module, _inputs, out: captured.append(out[:, skip:])
+    )
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 def objective(
@@ -77,12 +96,28 @@ def objective(
     ):
         model_in = to_model_input(three_channels(flat), cfg)
         std = torch.tensor(cfg.std, device=seen.device)
+        with_tokens = settings.lambda_tokens > 0
+        twin = None
+        if with_tokens:  # the original, seen through the same transforms
+            twin = to_model_input(three_channels(seen0.flatten(0, 1)), cfg).repeat(groups, 1, 1, 1)
         # EOT: one transform per (sample, item); the slices of a volume share it
-        views = random_transform(
-            model_in.repeat(groups, 1, 1, 1), groups * b, settings, std, generator
+        views, twin_views = random_transform(
+            model_in.repeat(groups, 1, 1, 1), groups * b, settings, std, generator, twin
         )
-        batch = views.unflatten(0, (groups * b, s)) if is_volume else views
-        emb = F.normalize(model(batch)["embedding"].float(), dim=-1).view(groups, b, -1)
+
+        def shaped(x: Tensor) -> Tensor:
+            return x.unflatten(0, (groups * b, s)) if is_volume else x
+
+        with middle_tokens(model) if with_tokens else contextlib.nullcontext([]) as tokens:
+            out = model(shaped(views))
+        emb = F.normalize(out["embedding"].float(), dim=-1).view(groups, b, -1)
+        if with_tokens and twin_views is not None:
+            with torch.no_grad(), middle_tokens(model) as tokens0:
+                model(shaped(twin_views))
+            # feature-level term: mid-level features are shared between models more than the
+            # final embedding is, so disrupting them transfers better to unseen re-identifiers
+            sim = F.cosine_similarity(tokens[0].float(), tokens0[0].float(), dim=-1)
+            loss = loss + settings.lambda_tokens * sim.view(groups, b, -1).mean(dim=(0, 2)).sum()
         for item, target in enumerate(targets):
             loss = loss + (emb[:, item] @ target.references[i].T).mean()
             decoy = target.decoys[i]

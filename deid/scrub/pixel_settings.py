@@ -42,6 +42,11 @@ class PixelSettings:
         identity term's gradient vanishes while the SSIM term's does not.
     lambda_decoy
         Weight of the pull toward a far decoy identity (0: no decoy).
+    lambda_tokens
+        Weight of the cosine similarity between each re-identifier's patch tokens after its
+        middle block for the perturbed image and for the original under the same transform
+        (a feature-level term, as in feature-disruption attacks; 0: off). Costs one more
+        forward pass per step.
     eot_samples
         Random transforms per step (expectation over transforms); 1 disables EOT's averaging.
     quality_slices
@@ -63,6 +68,7 @@ class PixelSettings:
     lambda_vis: float = 1.0
     ssim_floor: float = 1.0
     lambda_decoy: float = 0.0
+    lambda_tokens: float = 0.0
     eot_samples: int = 4
     quality_slices: int = 4
     slice_chunk: int = 64
