@@ -98,9 +98,9 @@ def scrub_all(
     bank: ReferenceBank | None = None,
 ) -> tuple[Images, list[PixelMetrics]]:
     """Scrub every image (rounded to the integer grid of the phantom files), batching images
-    of one shape and modality together; with ``bank``, each image is also pushed away from its
-    patient's other images (and toward a decoy if ``lambda_decoy > 0``), as ``deid scrub`` does
-    with the release."""
+    of one shape and modality together; with ``bank``, each image also gets its patient's
+    context in the split (other images, decoy, modality centre), as ``deid scrub`` does with the
+    release."""
     groups: dict[tuple, list[int]] = {}
     for i, (pixels, modality) in enumerate(images):
         groups.setdefault((pixels.shape, modality), []).append(i)
@@ -110,13 +110,12 @@ def scrub_all(
             chunk = indices[start : start + batch]
             key = image_key(entries[chunk[0]])
             generator = torch.Generator().manual_seed(record_seed(seed, key))
-            others = decoys = None
+            contexts = None
             if bank is not None:
-                others = [
-                    bank.others_of(image_key(entries[i]), patient_key(entries[i])) for i in chunk
+                contexts = [
+                    bank.context_of(image_key(entries[i]), patient_key(entries[i]), modality)
+                    for i in chunk
                 ]
-                if settings.lambda_decoy > 0:
-                    decoys = [bank.decoys_of(patient_key(entries[i])) for i in chunk]
             results = scrub_batch(
                 [images[i][0] for i in chunk],
                 modality,
@@ -124,8 +123,7 @@ def scrub_all(
                 settings,
                 generator,
                 quantisers=[np.rint] * len(chunk),
-                others=others,
-                decoys=decoys,
+                contexts=contexts,
             )
             for i, result in zip(chunk, results, strict=True):
                 out[i] = result

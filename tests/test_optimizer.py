@@ -225,11 +225,14 @@ def test_reference_bank_gives_other_images_of_the_patient_and_a_decoy(
     records = _records(release)
     bank = ReferenceBank.build(records.values(), adversary)
     assert sorted(bank.keys) == ["P0", "P1"]  # PNGs carry no patient id
-    others = bank.others(records["ct0.dcm"])
-    assert others is not None and others[0].shape[0] == 1  # ct2 is P0's other image
-    assert bank.others(records["ct1.dcm"]) is None  # P1 has no other image
-    decoys = bank.decoys(records["ct0.dcm"])
-    assert decoys is not None and decoys[0].shape == (32,)
+    context = bank.context(records["ct0.dcm"])
+    assert context.others[0] is not None and context.others[0].shape[0] == 1  # ct2: P0's other
+    assert bank.context(records["ct1.dcm"]).others == (None,)  # P1 has no other image
+    assert context.decoys[0] is not None and context.decoys[0].shape == (32,)
+    cts = [
+        embed_pixels(r.pixels, "CT", adversary) for k, r in records.items() if k.startswith("ct")
+    ]
+    torch.testing.assert_close(context.centres[0], torch.stack(cts).mean(0))
     settings = settings_for("high", lambda_decoy=1.0, lambda_mfm=0.0, lambda_vis=0.0, **FAST)
     cleaner = PixelScrubber(adversary, settings, references=bank)
     cleaner(records["ct0.dcm"])
@@ -245,11 +248,24 @@ def test_reference_bank_from_plain_images_matches_the_record_bank(
     from_records = ReferenceBank.build(records.values(), adversary)
     items = [(r.key, r.metadata.get("PatientID"), r.pixels, r.modality) for r in records.values()]
     bank = ReferenceBank.from_images(items, adversary)
-    assert bank.keys == from_records.keys
-    expected = from_records.others(records["ct0.dcm"])
-    torch.testing.assert_close(bank.others_of("ct0.dcm", "P0")[0], expected[0])
-    assert bank.others_of("ct1.dcm", "P1") is None and bank.others_of("x", "nobody") is None
-    torch.testing.assert_close(bank.decoys_of("P0")[0], from_records.decoys(records["ct0.dcm"])[0])
+    assert bank.keys == from_records.keys and bank.centres.keys() == from_records.centres.keys()
+    expected = from_records.context(records["ct0.dcm"])
+    got = bank.context_of("ct0.dcm", "P0", "CT")
+    for field in ("others", "decoys", "centres"):
+        torch.testing.assert_close(getattr(got, field)[0], getattr(expected, field)[0])
+    assert bank.context_of("x", "nobody", "CT").others == (None,)
+
+
+def test_centring_changes_what_the_identity_term_moves(adversary: Adversary, release: Path) -> None:
+    records = _records(release)
+    bank = ReferenceBank.build(records.values(), adversary)
+    outputs = []
+    for centred in (False, True):
+        settings = settings_for("high", centred=centred, lambda_mfm=0.0, lambda_vis=0.0, **FAST)
+        cleaner = PixelScrubber(adversary, settings, references=bank)
+        outputs.append(cleaner(records["ct0.dcm"]))
+        assert cleaner.metrics["ct0.dcm"].linf_unit <= settings.epsilon + 1e-3
+    assert not np.array_equal(*outputs)
 
 
 def test_momentum_changes_the_path_within_the_same_budget(adversary: Adversary) -> None:
@@ -307,7 +323,11 @@ def test_pixel_overrides_parse_to_the_settings_types() -> None:
     overrides = parse_overrides(["lambda-mfm=2", "steps=30", "momentum=1"])
     assert overrides == {"lambda_mfm": 2.0, "steps": 30, "momentum": 1.0}
     assert isinstance(overrides["steps"], int) and settings_for("low", **overrides).steps == 30
-    for bad, message in (("steps=1.5", "needs int"), ("epsilom=1", "Unknown"), ("steps", "NAME")):
+    for bad, message in (
+        ("steps=1.5", "needs an integer"),
+        ("epsilom=1", "Unknown"),
+        ("steps", "NAME"),
+    ):
         with pytest.raises(InputError, match=message):
             parse_overrides([bad])
 

@@ -9,7 +9,9 @@ percentile scaling, find ``delta`` with ``|delta|_inf <= epsilon`` minimising
 
 where ``identity`` is the mean cosine similarity of each re-identifier's embedding of the
 (randomly transformed) perturbed image to the embeddings of the original and of the patient's
-other images, minus ``lambda_decoy`` times the similarity to a far decoy identity. Signed
+other images (optionally after subtracting the release's mean embedding of the modality),
+minus ``lambda_decoy`` times the similarity to a far decoy identity, plus ``lambda_tokens`` times
+the similarity of the re-identifier's middle-block tokens to the original's. Signed
 gradient steps (optionally along a momentum direction) with a cosine-decayed step size from a
 small random start, projected onto the L-infinity ball; images of one shape can share the model
 passes (``scrub_batch``). The result is mapped back to modality units, snapped to the stored
@@ -32,7 +34,7 @@ from torch import Tensor
 from deid.errors import InputError
 from deid.scrub.pixel_adversary import Adversary
 from deid.scrub.pixel_metrics import psnr, ssim, token_similarity
-from deid.scrub.pixel_objective import IdentityTargets, objective, three_channels
+from deid.scrub.pixel_objective import IdentityTargets, PatientContext, objective, three_channels
 from deid.scrub.pixel_settings import PixelSettings
 from reid_model.config import PreprocessConfig
 from reid_model.preprocess import _layout, preprocess, to_model_input
@@ -110,22 +112,33 @@ def original_targets(
     pixels: np.ndarray,
     modality: str,
     adversary: Adversary,
-    others: Sequence[Tensor | None] | None = None,
-    decoys: Sequence[Tensor | None] | None = None,
+    context: PatientContext | None = None,
 ) -> IdentityTargets:
-    """Identity targets of one image: its own embedding per model, then ``others[i]`` (R_i, E)."""
+    """Identity targets of one image: its own embedding per model, then the patient's other
+    images, decoy and modality centre from ``context``."""
+    n = len(adversary.reidentifiers)
+    context = context or PatientContext((None,) * n, (None,) * n, (None,) * n)
+    if not len(context.others) == len(context.decoys) == len(context.centres) == n:
+        raise InputError(f"The patient context needs one entry per re-identifier ({n}).")
+
+    def on_device(x: Tensor | None, normalise: bool = True) -> Tensor | None:
+        if x is None:
+            return None
+        x = x.to(adversary.device).float()
+        return F.normalize(x, dim=-1) if normalise else x
+
     references = []
-    for i in range(len(adversary.reidentifiers)):
+    for i in range(n):
         own = embed_pixels(pixels, modality, adversary, i).unsqueeze(0)
-        extra = others[i] if others is not None else None
+        extra = on_device(context.others[i])
         if extra is not None and extra.numel():
-            own = torch.cat([own, F.normalize(extra.to(own), dim=-1)], dim=0)
+            own = torch.cat([own, extra], dim=0)
         references.append(own)
-    decoy_list = tuple(
-        None if d is None else F.normalize(d.to(adversary.device).float(), dim=-1)
-        for d in (decoys or [None] * len(references))
+    return IdentityTargets(
+        tuple(references),
+        tuple(on_device(d) for d in context.decoys),
+        tuple(on_device(c, normalise=False) for c in context.centres),
     )
-    return IdentityTargets(tuple(references), decoy_list)
 
 
 def optimise_delta(
@@ -316,8 +329,7 @@ def scrub_pixels(
     generator: torch.Generator,
     *,
     quantiser: Callable[[np.ndarray], np.ndarray] | None = None,
-    others: Sequence[Tensor | None] | None = None,
-    decoys: Sequence[Tensor | None] | None = None,
+    context: PatientContext | None = None,
 ) -> tuple[np.ndarray, PixelMetrics]:
     """Remove identity from one image or volume given in modality units.
 
@@ -336,8 +348,8 @@ def scrub_pixels(
     quantiser
         ``f(float_pixels) -> pixels on the stored grid`` (e.g. ``functools.partial(quantise,
         record)``); None keeps float values.
-    others, decoys
-        Per re-identifier: embeddings (R, E) of the patient's other images, and a decoy (E,).
+    context
+        What the release says about the patient (other images, decoy, modality centre).
 
     Returns
     -------
@@ -352,8 +364,7 @@ def scrub_pixels(
         settings,
         generator,
         quantisers=None if quantiser is None else [quantiser],
-        others=None if others is None else [others],
-        decoys=None if decoys is None else [decoys],
+        contexts=None if context is None else [context],
     )[0]
 
 
@@ -365,13 +376,12 @@ def scrub_batch(
     generator: torch.Generator,
     *,
     quantisers: Sequence[Callable[[np.ndarray], np.ndarray] | None] | None = None,
-    others: Sequence[Sequence[Tensor | None] | None] | None = None,
-    decoys: Sequence[Sequence[Tensor | None] | None] | None = None,
+    contexts: Sequence[PatientContext | None] | None = None,
 ) -> list[tuple[np.ndarray, PixelMetrics]]:
     """:func:`scrub_pixels` for several images of one shape and modality at once.
 
     The images share every model pass (the way to fill a GPU); each keeps its own gradient,
-    targets and metrics. ``quantisers``, ``others`` and ``decoys`` hold one entry per image.
+    targets and metrics. ``quantisers`` and ``contexts`` hold one entry per image.
     Constant images are returned unchanged. ``seconds`` in the metrics is the batch's time
     divided by its size.
 
@@ -382,15 +392,13 @@ def scrub_batch(
     """
     started = time.perf_counter()
     n = len(batch)
-    for name, given in (("quantisers", quantisers), ("others", others), ("decoys", decoys)):
+    for name, given in (("quantisers", quantisers), ("contexts", contexts)):
         if given is not None and len(given) != n:
             raise InputError(f"scrub_batch: {name} has {len(given)} entries for {n} images.")
     originals = [np.asarray(p, dtype=np.float32) for p in batch]
     units = [to_unit(p, modality, adversary.primary) for p in originals]
     targets = [
-        original_targets(
-            p, modality, adversary, others[i] if others else None, decoys[i] if decoys else None
-        )
+        original_targets(p, modality, adversary, contexts[i] if contexts else None)
         for i, p in enumerate(originals)
     ]
     active = [i for i, u in enumerate(units) if u.scale > 0]  # constant: no identity to remove

@@ -17,6 +17,7 @@ from torch import Tensor
 from deid.io.record import Record, Skipped
 from deid.scrub.optimizer import PixelMetrics, embed_pixels, scrub_pixels
 from deid.scrub.pixel_adversary import Adversary, load_adversary
+from deid.scrub.pixel_objective import PatientContext
 from deid.scrub.pixel_quantise import quantise
 from deid.scrub.pixel_settings import DEFAULT_STRENGTH, PixelSettings, settings_for
 
@@ -31,13 +32,15 @@ def patient_id(record: Record) -> str | None:
 class ReferenceBank:
     """Embeddings of a release's images grouped by patient, per re-identifier.
 
-    ``others(record)`` gives the embeddings of the same patient's other images (the identity
-    term pushes away from all of them), ``decoys(record)`` the mean embedding of the patient
-    least similar to this one (the Fawkes-style target).
+    ``context(record)`` gives what the identity term uses beside the image itself: the
+    embeddings of the same patient's other images (pushed away from), the mean embedding of the
+    patient least like this one (the Fawkes-style decoy) and the mean embedding of the release's
+    images of the same modality (subtracted when ``centred``).
     """
 
     keys: dict[str, list[str]] = field(default_factory=dict)  # patient -> record keys
     embeddings: dict[str, list[Tensor]] = field(default_factory=dict)  # patient -> per model (R, E)
+    centres: dict[str, list[Tensor]] = field(default_factory=dict)  # modality -> per model (E,)
     patient_of: Callable[[Record], str | None] = patient_id
 
     @classmethod
@@ -47,8 +50,9 @@ class ReferenceBank:
         adversary: Adversary,
         patient_of: Callable[[Record], str | None] = patient_id,
     ) -> ReferenceBank:
-        """Embed every record that has a patient with every re-identifier of ``adversary``
-        (skipped files, e.g. from :func:`deid.io.discover.iter_records`, are ignored)."""
+        """Embed every record with every re-identifier of ``adversary`` (skipped files, e.g. from
+        :func:`deid.io.discover.iter_records`, are ignored; records without a patient count
+        towards the modality centres only)."""
         items = (
             (record.key, patient_of(record), record.pixels, record.modality)
             for record in records
@@ -62,48 +66,51 @@ class ReferenceBank:
     def from_images(
         cls, items: Iterable[tuple[str, str | None, np.ndarray, str]], adversary: Adversary
     ) -> ReferenceBank:
-        """The bank of ``(key, patient, pixels, modality)`` items (patient None: left out)."""
+        """The bank of ``(key, patient, pixels, modality)`` items."""
         rows: dict[str, list[tuple[str, list[Tensor]]]] = {}
+        by_modality: dict[str, list[list[Tensor]]] = {}
         models = range(len(adversary.reidentifiers))
         for key, patient, pixels, modality in items:
-            if patient is None:
-                continue
             embs = [embed_pixels(pixels, modality, adversary, i) for i in models]
-            rows.setdefault(patient, []).append((key, embs))
+            by_modality.setdefault(modality, []).append(embs)
+            if patient is not None:
+                rows.setdefault(patient, []).append((key, embs))
         bank = cls()
         for patient, entries in rows.items():
             bank.keys[patient] = [key for key, _ in entries]
             bank.embeddings[patient] = [torch.stack([e[i] for _, e in entries]) for i in models]
+        for modality, embs in by_modality.items():
+            bank.centres[modality] = [torch.stack([e[i] for e in embs]).mean(0) for i in models]
         return bank
 
-    def others(self, record: Record) -> list[Tensor | None] | None:
-        """Per model, (R, E) embeddings of the patient's other images; None if unknown."""
-        return self.others_of(record.key, self.patient_of(record))
+    def context(self, record: Record) -> PatientContext:
+        """The :class:`PatientContext` of ``record`` (entries None where the bank cannot tell)."""
+        return self.context_of(record.key, self.patient_of(record), record.modality)
 
-    def decoys(self, record: Record) -> list[Tensor | None] | None:
-        """Per model, the mean embedding of the patient farthest from this one's mean."""
-        return self.decoys_of(self.patient_of(record))
-
-    def others_of(self, key: str, patient: str | None) -> list[Tensor | None] | None:
-        """:meth:`others` of the image ``key`` of ``patient``."""
+    def context_of(self, key: str, patient: str | None, modality: str) -> PatientContext:
+        """:meth:`context` of the image ``key`` of ``patient``."""
+        n = len(next(iter(self.centres.values()), []))
+        centres = tuple(self.centres.get(modality, [None] * n))
         if patient not in self.keys:
-            return None
+            return PatientContext((None,) * n, (None,) * n, centres)
         keep = torch.tensor([k != key for k in self.keys[patient]])
-        if not bool(keep.any()):
-            return None
-        return [emb[keep.to(emb.device)] for emb in self.embeddings[patient]]
+        others = tuple(
+            emb[keep.to(emb.device)] if bool(keep.any()) else None
+            for emb in self.embeddings[patient]
+        )
+        return PatientContext(others, self._decoys(patient), centres)
 
-    def decoys_of(self, patient: str | None) -> list[Tensor | None] | None:
-        """:meth:`decoys` of ``patient``."""
-        if patient not in self.keys or len(self.keys) < 2:
-            return None
+    def _decoys(self, patient: str) -> tuple[Tensor | None, ...]:
+        """Per model, the mean embedding of the patient farthest from this one's mean."""
         names = [p for p in self.keys if p != patient]
-        result: list[Tensor | None] = []
+        if not names:
+            return (None,) * len(self.embeddings[patient])
+        result = []
         for i, own in enumerate(self.embeddings[patient]):
             centre = F.normalize(own.mean(0), dim=-1)
             means = F.normalize(torch.stack([self.embeddings[p][i].mean(0) for p in names]), dim=-1)
             result.append(means[int((means @ centre).argmin())])
-        return result
+        return tuple(result)
 
 
 def record_seed(seed: int, key: str) -> int:
@@ -129,7 +136,8 @@ class PixelScrubber:
         Run seed; each record's transforms are seeded from it and the record key.
     references
         Per-patient embeddings of the release (optional): the identity term then also pushes
-        away from the patient's other images, and a decoy is used if ``lambda_decoy > 0``.
+        away from the patient's other images, a decoy is used if ``lambda_decoy > 0``,
+        and the release's modality centre is subtracted if ``centred``.
     strength
         Name of the strength the settings came from (recorded in the manifest), or ``custom``.
     """
@@ -152,8 +160,7 @@ class PixelScrubber:
         return {"strength": self.strength, "seed": self.seed, **self.settings.to_dict()}
 
     def __call__(self, record: Record) -> np.ndarray:
-        others = self.references.others(record) if self.references else None
-        decoys = self.references.decoys(record) if self.references else None
+        context = self.references.context(record) if self.references else None
         generator = torch.Generator().manual_seed(record_seed(self.seed, record.key))
         pixels, metrics = scrub_pixels(
             record.pixels,
@@ -162,8 +169,7 @@ class PixelScrubber:
             self.settings,
             generator,
             quantiser=functools.partial(quantise, record),
-            others=others,
-            decoys=decoys if self.settings.lambda_decoy > 0 else None,
+            context=context,
         )
         self.metrics[record.key] = metrics
         return pixels

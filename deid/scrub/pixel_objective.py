@@ -19,6 +19,26 @@ from reid_model.preprocess import to_model_input
 
 
 @dataclass(frozen=True)
+class PatientContext:
+    """What the rest of the release says about one image, one entry per re-identifier.
+
+    Attributes
+    ----------
+    others
+        (R, E) embeddings of the same patient's other images, or None.
+    decoys
+        (E,) embedding of a far identity (the patient least like this one), or None.
+    centres
+        (E,) mean embedding of the release's images of this modality, or None: what all
+        patients share, which the identity term can subtract (``centred``).
+    """
+
+    others: tuple[Tensor | None, ...]
+    decoys: tuple[Tensor | None, ...]
+    centres: tuple[Tensor | None, ...]
+
+
+@dataclass(frozen=True)
 class IdentityTargets:
     """What each re-identifier's embedding of one image is pushed away from (and toward).
 
@@ -30,10 +50,14 @@ class IdentityTargets:
     decoys
         One (E,) L2-normalised embedding per re-identifier, or None: a far identity the
         perturbed image is pulled toward when ``lambda_decoy > 0``.
+    centres
+        One (E,) embedding per re-identifier, or None: subtracted from every embedding before
+        the cosine similarities when ``settings.centred``.
     """
 
     references: tuple[Tensor, ...]
     decoys: tuple[Tensor | None, ...]
+    centres: tuple[Tensor | None, ...]
 
 
 def three_channels(x: Tensor) -> Tensor:
@@ -119,10 +143,14 @@ def objective(
             sim = F.cosine_similarity(tokens[0].float(), tokens0[0].float(), dim=-1)
             loss = loss + settings.lambda_tokens * sim.view(groups, b, -1).mean(dim=(0, 2)).sum()
         for item, target in enumerate(targets):
-            loss = loss + (emb[:, item] @ target.references[i].T).mean()
-            decoy = target.decoys[i]
+            own, refs, decoy = emb[:, item], target.references[i], target.decoys[i]
+            centre = target.centres[i] if settings.centred else None
+            if centre is not None:  # compare what tells patients apart, not what they share
+                own, refs = F.normalize(own - centre, dim=-1), F.normalize(refs - centre, dim=-1)
+                decoy = None if decoy is None else F.normalize(decoy - centre, dim=-1)
+            loss = loss + (own @ refs.T).mean()
             if decoy is not None and settings.lambda_decoy > 0:
-                loss = loss - settings.lambda_decoy * (emb[:, item] @ decoy).mean()
+                loss = loss - settings.lambda_decoy * (own @ decoy).mean()
     if adversary.mfms and settings.lambda_mfm > 0:
         # the MFM sees a random subset of a volume's slices per step (an unbiased estimate of
         # its mean over slices at a fraction of the cost)

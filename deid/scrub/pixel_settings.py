@@ -42,6 +42,10 @@ class PixelSettings:
         identity term's gradient vanishes while the SSIM term's does not.
     lambda_decoy
         Weight of the pull toward a far decoy identity (0: no decoy).
+    centred
+        Compare embeddings after subtracting the mean embedding of the release's images of the
+        same modality (needs the release's references): the identity term then moves what tells
+        this patient apart from the others rather than what every image of the modality shares.
     lambda_tokens
         Weight of the cosine similarity between each re-identifier's patch tokens after its
         middle block for the perturbed image and for the original under the same transform
@@ -69,6 +73,7 @@ class PixelSettings:
     ssim_floor: float = 1.0
     lambda_decoy: float = 0.0
     lambda_tokens: float = 0.0
+    centred: bool = False
     eot_samples: int = 4
     quality_slices: int = 4
     slice_chunk: int = 64
@@ -150,7 +155,20 @@ def settings_for(strength: str = DEFAULT_STRENGTH, **overrides: Any) -> PixelSet
     return PixelSettings(**values)  # type: ignore[arg-type]
 
 
-def parse_overrides(pairs: Sequence[str]) -> dict[str, float | int]:
+def _boolean(text: str) -> bool:
+    words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+    if text.strip().lower() not in words:
+        raise ValueError(text)
+    return words[text.strip().lower()]
+
+
+_KINDS: dict[str, tuple[Any, str]] = {
+    "int": (int, "an integer"),
+    "bool": (_boolean, "true or false"),
+}
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, float | int | bool]:
     """``["lambda_mfm=2", "steps=30"]`` -> ``{"lambda_mfm": 2.0, "steps": 30}``, each value
     converted to its :class:`PixelSettings` field's type.
 
@@ -160,7 +178,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, float | int]:
         A pair without ``=``, an unknown knob, or a value of the wrong type.
     """
     types = {f.name: f.type for f in dataclasses.fields(PixelSettings)}
-    overrides: dict[str, float | int] = {}
+    overrides: dict[str, float | int | bool] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         name = name.strip().replace("-", "_")
@@ -168,9 +186,9 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, float | int]:
             raise InputError(f"Pixel setting {pair!r} is not NAME=VALUE, e.g. lambda_mfm=2.")
         if name not in types:
             raise InputError(f"Unknown pixel setting {name!r}; known: {', '.join(types)}.")
-        kind = int if types[name] in (int, "int") else float
+        kind, wanted = _KINDS.get(str(types[name]), (float, "a number"))
         try:
             overrides[name] = kind(text)
         except ValueError as exc:
-            raise InputError(f"Pixel setting {name} needs {kind.__name__}, got {text!r}.") from exc
+            raise InputError(f"Pixel setting {name} needs {wanted}, got {text!r}.") from exc
     return overrides
