@@ -88,6 +88,24 @@ def middle_tokens(model: MaMI) -> Iterator[list[Tensor]]:
         handle.remove()
 
 
+def identity_term(
+    emb: Tensor, targets: list[IdentityTargets], index: int, settings: PixelSettings
+) -> Tensor:
+    """Sum over items of the mean similarity of re-identifier ``index``'s embeddings ``emb``
+    (samples, items, E; L2-normalised) to each item's references, minus the decoy pull."""
+    loss = torch.zeros((), device=emb.device)
+    for item, target in enumerate(targets):
+        own, refs, decoy = emb[:, item], target.references[index], target.decoys[index]
+        centre = target.centres[index] if settings.centred else None
+        if centre is not None:  # compare what tells patients apart, not what they share
+            own, refs = F.normalize(own - centre, dim=-1), F.normalize(refs - centre, dim=-1)
+            decoy = None if decoy is None else F.normalize(decoy - centre, dim=-1)
+        loss = loss + (own @ refs.T).mean()
+        if decoy is not None and settings.lambda_decoy > 0:
+            loss = loss - settings.lambda_decoy * (own @ decoy).mean()
+    return loss
+
+
 def objective(
     seen: Tensor,
     seen0: Tensor,
@@ -142,15 +160,7 @@ def objective(
             # final embedding is, so disrupting them transfers better to unseen re-identifiers
             sim = F.cosine_similarity(tokens[0].float(), tokens0[0].float(), dim=-1)
             loss = loss + settings.lambda_tokens * sim.view(groups, b, -1).mean(dim=(0, 2)).sum()
-        for item, target in enumerate(targets):
-            own, refs, decoy = emb[:, item], target.references[i], target.decoys[i]
-            centre = target.centres[i] if settings.centred else None
-            if centre is not None:  # compare what tells patients apart, not what they share
-                own, refs = F.normalize(own - centre, dim=-1), F.normalize(refs - centre, dim=-1)
-                decoy = None if decoy is None else F.normalize(decoy - centre, dim=-1)
-            loss = loss + (own @ refs.T).mean()
-            if decoy is not None and settings.lambda_decoy > 0:
-                loss = loss - settings.lambda_decoy * (own @ decoy).mean()
+        loss = loss + identity_term(emb, targets, i, settings)
     if adversary.mfms and settings.lambda_mfm > 0:
         # the MFM sees a random subset of a volume's slices per step (an unbiased estimate of
         # its mean over slices at a fraction of the cost)
