@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import kornia
 import numpy as np
 import pydicom
 import pytest
@@ -346,6 +347,8 @@ def test_ssim_and_psnr_sanity() -> None:
     assert psnr(x, y) == pytest.approx(-10 * np.log10(float(((x - y) ** 2).mean())), rel=1e-5)
     with pytest.raises(InputError, match="equal"):
         ssim(x, y[:1])
+    reference = kornia.metrics.ssim(x, y, 11, max_val=1.0)  # the same map, filtered per moment
+    assert float(ssim(x, y)) == pytest.approx(float(reference.mean()), abs=1e-6)
 
 
 def test_settings_validate_and_override() -> None:
