@@ -255,6 +255,8 @@ def test_reference_bank_from_plain_images_matches_the_record_bank(
     for field in ("others", "decoys", "centres"):
         torch.testing.assert_close(getattr(got, field)[0], getattr(expected, field)[0])
     assert bank.context_of("x", "nobody", "CT").others == (None,)
+    alone = ReferenceBank.from_images(items[:1], adversary)  # one image: no centre, no others
+    assert alone.centres == {} and alone.context_of(*items[0][:2], "CT").centres == (None,)
 
 
 def test_centring_changes_what_the_identity_term_moves(adversary: Adversary, release: Path) -> None:

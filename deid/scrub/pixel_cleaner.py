@@ -41,6 +41,7 @@ class ReferenceBank:
     keys: dict[str, list[str]] = field(default_factory=dict)  # patient -> record keys
     embeddings: dict[str, list[Tensor]] = field(default_factory=dict)  # patient -> per model (R, E)
     centres: dict[str, list[Tensor]] = field(default_factory=dict)  # modality -> per model (E,)
+    models: int = 0  # re-identifiers embedded with
     patient_of: Callable[[Record], str | None] = patient_id
 
     @classmethod
@@ -75,12 +76,13 @@ class ReferenceBank:
             by_modality.setdefault(modality, []).append(embs)
             if patient is not None:
                 rows.setdefault(patient, []).append((key, embs))
-        bank = cls()
+        bank = cls(models=len(models))
         for patient, entries in rows.items():
             bank.keys[patient] = [key for key, _ in entries]
             bank.embeddings[patient] = [torch.stack([e[i] for _, e in entries]) for i in models]
         for modality, embs in by_modality.items():
-            bank.centres[modality] = [torch.stack([e[i] for e in embs]).mean(0) for i in models]
+            if len(embs) > 1:  # the mean of one image is the image: nothing would be left
+                bank.centres[modality] = [torch.stack([e[i] for e in embs]).mean(0) for i in models]
         return bank
 
     def context(self, record: Record) -> PatientContext:
@@ -89,7 +91,7 @@ class ReferenceBank:
 
     def context_of(self, key: str, patient: str | None, modality: str) -> PatientContext:
         """:meth:`context` of the image ``key`` of ``patient``."""
-        n = len(next(iter(self.centres.values()), []))
+        n = self.models
         centres = tuple(self.centres.get(modality, [None] * n))
         if patient not in self.keys:
             return PatientContext((None,) * n, (None,) * n, centres)

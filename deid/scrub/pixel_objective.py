@@ -97,6 +97,8 @@ def identity_term(
     for item, target in enumerate(targets):
         own, refs, decoy = emb[:, item], target.references[index], target.decoys[index]
         centre = target.centres[index] if settings.centred else None
+        if centre is not None and float((refs[0] - centre).norm()) < 1e-4:
+            centre = None  # the image is the modality's mean (e.g. alone in the release)
         if centre is not None:  # compare what tells patients apart, not what they share
             own, refs = F.normalize(own - centre, dim=-1), F.normalize(refs - centre, dim=-1)
             decoy = None if decoy is None else F.normalize(decoy - centre, dim=-1)

@@ -44,8 +44,10 @@ class PixelSettings:
         Weight of the pull toward a far decoy identity (0: no decoy).
     centred
         Compare embeddings after subtracting the mean embedding of the release's images of the
-        same modality (needs the release's references): the identity term then moves what tells
-        this patient apart from the others rather than what every image of the modality shares.
+        same modality (needs the release's references; without them it has no effect): the
+        identity term then moves what tells this patient apart from the others rather than what
+        every image of the modality shares. On phantom CT it halved an independent attacker's
+        rank-1 at the same budget (benchmarks/RESULTS.md).
     lambda_tokens
         Weight of the cosine similarity between each re-identifier's patch tokens after its
         middle block for the perturbed image and for the original under the same transform
@@ -73,7 +75,7 @@ class PixelSettings:
     ssim_floor: float = 1.0
     lambda_decoy: float = 0.0
     lambda_tokens: float = 0.0
-    centred: bool = False
+    centred: bool = True
     eot_samples: int = 4
     quality_slices: int = 4
     slice_chunk: int = 64
