@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
+from benchmark_scripts import load_benchmark
 from phantom_cohorts import phantom_spec
 
 from reid_model.phantoms.protocol import split_of
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reid_ablation.py"
 DATASETS = "cxr_site_a,cxr_site_b"
 # >= 4 training patients per dataset (P = 4 for the per-dataset models of `single`), 2 val
 TRAIN = phantom_spec(DATASETS, 8, n_train=4, n_val=2)
@@ -35,13 +32,7 @@ test_spec.__test__ = False  # a helper, not a test
 
 
 def load_script():
-    if str(SCRIPT.parent) not in sys.path:  # the script imports its sibling bench_report
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("reid_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("reid_ablation")
 
 
 def table(text: str, first_header: str) -> dict[str, list[str]]:

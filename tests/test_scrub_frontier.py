@@ -3,14 +3,13 @@ gradient steps; every judge reports numbers in range and the figure and record a
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from benchmark_scripts import load_benchmark
 from phantom_cohorts import phantom_spec
 from test_optimizer_pipeline import save_tiny_adversary
 
@@ -24,19 +23,12 @@ from reid_model.train_mfm import DiagnosisNet, save_diagnosis
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "scrub_frontier.py"
 # a few test-split patients per dataset beside >= 3 training patients
 DATA = phantom_spec("cxr_site_a,fundus", 12, n_train=3, n_val=2)
 
 
 def load_script():
-    if str(SCRIPT.parent) not in sys.path:  # the script imports its siblings
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("scrub_frontier", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("scrub_frontier")
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,13 @@ attention scorer learns to weight the slices that carry identity, and the script
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from benchmark_scripts import load_benchmark
 from phantom_cohorts import phantom_spec
 from test_score import make_checkpoint
 
@@ -20,18 +19,11 @@ from reid_model.losses import triplet_loss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "slice_pooling.py"
 DATA = phantom_spec("chest_ct", 10, n_train=3, n_val=1)  # 4 test patients
 
 
 def load_script():
-    if str(SCRIPT.parent) not in sys.path:  # the script imports its siblings
-        sys.path.insert(0, str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("slice_pooling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("slice_pooling")
 
 
 def test_mean_pooling_is_the_models_volume_embedding(tmp_path: Path) -> None:
