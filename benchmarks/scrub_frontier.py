@@ -79,7 +79,9 @@ def image_key(entry: ImageEntry) -> str:
     return f"{entry.dataset}/{entry.patient}/{entry.visit}"
 
 
-def reference_bank(images: Images, entries: Sequence[ImageEntry], adversary) -> ReferenceBank:
+def reference_bank(
+    images: Images, entries: Sequence[ImageEntry], adversary: Adversary
+) -> ReferenceBank:
     """What ``deid scrub`` embeds first: every image of the split, grouped by patient."""
     items = (
         (image_key(e), patient_key(e), pixels, modality)
@@ -113,7 +115,12 @@ def scrub_all(
             contexts = None
             if bank is not None:
                 contexts = [
-                    bank.context_of(image_key(entries[i]), patient_key(entries[i]), modality)
+                    bank.context_of(
+                        image_key(entries[i]),
+                        patient_key(entries[i]),
+                        modality,
+                        with_decoy=settings.lambda_decoy > 0,
+                    )
                     for i in chunk
                 ]
             results = scrub_batch(

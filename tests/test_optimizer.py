@@ -226,10 +226,13 @@ def test_reference_bank_gives_other_images_of_the_patient_and_a_decoy(
     records = _records(release)
     bank = ReferenceBank.build(records.values(), adversary)
     assert sorted(bank.keys) == ["P0", "P1"]  # PNGs carry no patient id
-    context = bank.context(records["ct0.dcm"])
+    context = bank.context(records["ct0.dcm"], with_decoy=True)
     assert context.others[0] is not None and context.others[0].shape[0] == 1  # ct2: P0's other
     assert bank.context(records["ct1.dcm"]).others == (None,)  # P1 has no other image
     assert context.decoys[0] is not None and context.decoys[0].shape == (32,)
+    p1 = torch.nn.functional.normalize(bank.embeddings["P1"][0].mean(0), dim=-1)
+    torch.testing.assert_close(context.decoys[0], p1)  # the only other patient
+    assert bank.context(records["ct0.dcm"]).decoys == (None,)  # not asked for
     cts = [
         embed_pixels(r.pixels, "CT", adversary) for k, r in records.items() if k.startswith("ct")
     ]
@@ -250,8 +253,8 @@ def test_reference_bank_from_plain_images_matches_the_record_bank(
     items = [(r.key, r.metadata.get("PatientID"), r.pixels, r.modality) for r in records.values()]
     bank = ReferenceBank.from_images(items, adversary)
     assert bank.keys == from_records.keys and bank.centres.keys() == from_records.centres.keys()
-    expected = from_records.context(records["ct0.dcm"])
-    got = bank.context_of("ct0.dcm", "P0", "CT")
+    expected = from_records.context(records["ct0.dcm"], with_decoy=True)
+    got = bank.context_of("ct0.dcm", "P0", "CT", with_decoy=True)
     for field in ("others", "decoys", "centres"):
         torch.testing.assert_close(getattr(got, field)[0], getattr(expected, field)[0])
     assert bank.context_of("x", "nobody", "CT").others == (None,)

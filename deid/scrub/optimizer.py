@@ -117,7 +117,7 @@ def original_targets(
     """Identity targets of one image: its own embedding per model, then the patient's other
     images, decoy and modality centre from ``context``."""
     n = len(adversary.reidentifiers)
-    context = context or PatientContext((None,) * n, (None,) * n, (None,) * n)
+    context = context or PatientContext.empty(n)
     if not len(context.others) == len(context.decoys) == len(context.centres) == n:
         raise InputError(f"The patient context needs one entry per re-identifier ({n}).")
 
@@ -127,17 +127,19 @@ def original_targets(
         x = x.to(adversary.device).float()
         return F.normalize(x, dim=-1) if normalise else x
 
-    references = []
+    references, centres = [], []
     for i in range(n):
         own = embed_pixels(pixels, modality, adversary, i).unsqueeze(0)
+        centre = on_device(context.centres[i], normalise=False)
+        if centre is not None and float((own[0] - centre).norm()) < 1e-4:
+            centre = None  # the image is the modality's mean: centring would leave nothing
+        centres.append(centre)
         extra = on_device(context.others[i])
         if extra is not None and extra.numel():
             own = torch.cat([own, extra], dim=0)
         references.append(own)
     return IdentityTargets(
-        tuple(references),
-        tuple(on_device(d) for d in context.decoys),
-        tuple(on_device(c, normalise=False) for c in context.centres),
+        tuple(references), tuple(on_device(d) for d in context.decoys), tuple(centres)
     )
 
 

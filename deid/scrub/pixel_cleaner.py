@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +43,8 @@ class ReferenceBank:
     embeddings: dict[str, list[Tensor]] = field(default_factory=dict)  # patient -> per model (R, E)
     centres: dict[str, list[Tensor]] = field(default_factory=dict)  # modality -> per model (E,)
     models: int = 0  # re-identifiers embedded with
+    # per model, (P, E) L2-normalised mean embedding of each patient, rows in ``keys`` order
+    patient_means: list[Tensor] = field(default_factory=list)
     patient_of: Callable[[Record], str | None] = patient_id
 
     @classmethod
@@ -80,38 +83,47 @@ class ReferenceBank:
         for patient, entries in rows.items():
             bank.keys[patient] = [key for key, _ in entries]
             bank.embeddings[patient] = [torch.stack([e[i] for _, e in entries]) for i in models]
+        if rows:
+            bank.patient_means = [
+                F.normalize(torch.stack([e[i].mean(0) for e in bank.embeddings.values()]), dim=-1)
+                for i in models
+            ]
         for modality, embs in by_modality.items():
             if len(embs) > 1:  # the mean of one image is the image: nothing would be left
                 bank.centres[modality] = [torch.stack([e[i] for e in embs]).mean(0) for i in models]
         return bank
 
-    def context(self, record: Record) -> PatientContext:
-        """The :class:`PatientContext` of ``record`` (entries None where the bank cannot tell)."""
-        return self.context_of(record.key, self.patient_of(record), record.modality)
+    def context(self, record: Record, with_decoy: bool = False) -> PatientContext:
+        """The :class:`PatientContext` of ``record`` (entries None where the bank cannot tell;
+        decoys only ``with_decoy``)."""
+        return self.context_of(record.key, self.patient_of(record), record.modality, with_decoy)
 
-    def context_of(self, key: str, patient: str | None, modality: str) -> PatientContext:
+    def context_of(
+        self, key: str, patient: str | None, modality: str, with_decoy: bool = False
+    ) -> PatientContext:
         """:meth:`context` of the image ``key`` of ``patient``."""
-        n = self.models
-        centres = tuple(self.centres.get(modality, [None] * n))
+        empty = PatientContext.empty(self.models)
+        centres = tuple(self.centres.get(modality, empty.centres))
         if patient not in self.keys:
-            return PatientContext((None,) * n, (None,) * n, centres)
+            return dataclasses.replace(empty, centres=centres)
         keep = torch.tensor([k != key for k in self.keys[patient]])
         others = tuple(
             emb[keep.to(emb.device)] if bool(keep.any()) else None
             for emb in self.embeddings[patient]
         )
-        return PatientContext(others, self._decoys(patient), centres)
+        decoys = self._decoys(patient) if with_decoy else empty.decoys
+        return PatientContext(others, decoys, centres)
 
     def _decoys(self, patient: str) -> tuple[Tensor | None, ...]:
         """Per model, the mean embedding of the patient farthest from this one's mean."""
-        names = [p for p in self.keys if p != patient]
-        if not names:
-            return (None,) * len(self.embeddings[patient])
+        if len(self.keys) < 2:
+            return PatientContext.empty(self.models).decoys
+        row = list(self.keys).index(patient)
         result = []
-        for i, own in enumerate(self.embeddings[patient]):
-            centre = F.normalize(own.mean(0), dim=-1)
-            means = F.normalize(torch.stack([self.embeddings[p][i].mean(0) for p in names]), dim=-1)
-            result.append(means[int((means @ centre).argmin())])
+        for means in self.patient_means:
+            similarity = means @ means[row]
+            similarity[row] = float("inf")  # never the patient itself
+            result.append(means[int(similarity.argmin())])
         return tuple(result)
 
 
@@ -162,7 +174,8 @@ class PixelScrubber:
         return {"strength": self.strength, "seed": self.seed, **self.settings.to_dict()}
 
     def __call__(self, record: Record) -> np.ndarray:
-        context = self.references.context(record) if self.references else None
+        with_decoy = self.settings.lambda_decoy > 0
+        context = self.references.context(record, with_decoy) if self.references else None
         generator = torch.Generator().manual_seed(record_seed(self.seed, record.key))
         pixels, metrics = scrub_pixels(
             record.pixels,

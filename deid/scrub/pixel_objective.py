@@ -37,6 +37,12 @@ class PatientContext:
     decoys: tuple[Tensor | None, ...]
     centres: tuple[Tensor | None, ...]
 
+    @classmethod
+    def empty(cls, models: int) -> PatientContext:
+        """Nothing known beside the image itself."""
+        nothing = (None,) * models
+        return cls(nothing, nothing, nothing)
+
 
 @dataclass(frozen=True)
 class IdentityTargets:
@@ -52,7 +58,8 @@ class IdentityTargets:
         perturbed image is pulled toward when ``lambda_decoy > 0``.
     centres
         One (E,) embedding per re-identifier, or None: subtracted from every embedding before
-        the cosine similarities when ``settings.centred``.
+        the cosine similarities when ``settings.centred`` (None also where the image is the
+        modality's mean, which would leave nothing to compare).
     """
 
     references: tuple[Tensor, ...]
@@ -97,8 +104,6 @@ def identity_term(
     for item, target in enumerate(targets):
         own, refs, decoy = emb[:, item], target.references[index], target.decoys[index]
         centre = target.centres[index] if settings.centred else None
-        if centre is not None and float((refs[0] - centre).norm()) < 1e-4:
-            centre = None  # the image is the modality's mean (e.g. alone in the release)
         if centre is not None:  # compare what tells patients apart, not what they share
             own, refs = F.normalize(own - centre, dim=-1), F.normalize(refs - centre, dim=-1)
             decoy = None if decoy is None else F.normalize(decoy - centre, dim=-1)
@@ -155,11 +160,11 @@ def objective(
         with middle_tokens(model) if with_tokens else contextlib.nullcontext([]) as tokens:
             out = model(shaped(views))
         emb = F.normalize(out["embedding"].float(), dim=-1).view(groups, b, -1)
-        if with_tokens and twin_views is not None:
+        if twin_views is not None:
             with torch.no_grad(), middle_tokens(model) as tokens0:
                 model(shaped(twin_views))
-            # feature-level term: mid-level features are shared between models more than the
-            # final embedding is, so disrupting them transfers better to unseen re-identifiers
+            # feature-level term: feature-disruption attacks report that mid-level features are
+            # shared between models more than the final embedding is (not measured here)
             sim = F.cosine_similarity(tokens[0].float(), tokens0[0].float(), dim=-1)
             loss = loss + settings.lambda_tokens * sim.view(groups, b, -1).mean(dim=(0, 2)).sum()
         loss = loss + identity_term(emb, targets, i, settings)

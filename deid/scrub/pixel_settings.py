@@ -29,7 +29,7 @@ class PixelSettings:
         Decay of the running direction of the signed steps (MI-FGSM, Dong et al. 2018): each
         step follows ``momentum * previous + gradient / mean|gradient|`` per image. 0 steps
         along the current gradient alone; about 1 averages out directions peculiar to the
-        white-box model and transfers better to models it has not seen.
+        white-box model, which that paper found to transfer better to unseen models.
     random_start
         Half-width of the uniform random start of the perturbation, as a fraction of epsilon.
     lambda_mfm
