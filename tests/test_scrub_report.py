@@ -198,6 +198,7 @@ def test_pixel_metrics_are_summarised_and_change_the_limitations(
     assert (metric["min"], metric["max"]) == (min(ssim), max(ssim))
     assert report["pixels"]["metrics"]["psnr"]["max"] == 30.0  # infinity left out
     assert not report["limitations"][0].startswith("Pixels were not perturbed")
+    assert "do not rely on the pixel scrub alone for volumes" in report["limitations"][0]
     assert not report["score"]["scored"]
 
 

@@ -178,7 +178,9 @@ def _limitations(
         notes.append(
             "Pixels were perturbed against one re-identifier. If the score after the scrub uses "
             "the same checkpoint, it is the attacker the scrub was optimised against and the "
-            "improvement is optimistic: judge with an independently trained re-identifier."
+            "improvement is optimistic: judge with an independently trained re-identifier. On "
+            "phantom CT volumes the default strength left an independent re-identifier's linkage "
+            "unchanged (benchmarks/RESULTS.md): do not rely on the pixel scrub alone for volumes."
         )
     notes.append(
         "Adaptive attackers: an attacker who fine-tunes a re-identifier on scrubbed images, or "
